@@ -1,0 +1,339 @@
+package dbos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Runtime runs workflows against one system database. Launch makes one;
+// several may run in one process (each playing its own executor).
+type Runtime struct {
+	cfg   resolved
+	log   *slog.Logger
+	store sysdb.Store
+	app   *appDB
+
+	// ctx ends workflows (Shutdown); dbCtx ends database retries, later, so
+	// outcomes known at shutdown are still recorded.
+	ctx, dbCtx       context.Context
+	stop, stopDB     context.CancelFunc
+	mu               sync.Mutex
+	executions       map[string]*execution
+	closed           bool
+	wg               sync.WaitGroup
+	recoveryProblems []error
+	txRetries        atomic.Int64
+}
+
+var launched struct {
+	sync.Mutex
+	list []*Runtime
+}
+
+func defaultRuntime() *Runtime {
+	launched.Lock()
+	defer launched.Unlock()
+	if len(launched.list) == 0 {
+		return nil
+	}
+	return launched.list[0]
+}
+
+// Launch connects to the system database, creates or upgrades its schema,
+// and recovers this executor's PENDING workflows of the current application
+// version, each from its last completed step.
+func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
+	if err := registryError(); err != nil {
+		return nil, err
+	}
+	rc, err := resolveConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	store, err := openStore(ctx, rc)
+	if err != nil {
+		return nil, err
+	}
+	rt := &Runtime{cfg: rc, log: rc.Logger, store: store, executions: map[string]*execution{}}
+	rt.ctx, rt.stop = context.WithCancel(context.Background())
+	rt.dbCtx, rt.stopDB = context.WithCancel(context.Background())
+	if rt.app, err = openApp(ctx, rc, store); err != nil {
+		store.Close()
+		return nil, err
+	}
+	rt.watchCancellations()
+	launched.Lock()
+	launched.list = append(launched.list, rt)
+	launched.Unlock()
+	if err := rt.recoverPending(ctx); err != nil {
+		_ = rt.Shutdown(context.Background())
+		return nil, err
+	}
+	rt.log.Info("dbos runtime launched", "executor_id", rc.ExecutorID, "app_version", rc.ApplicationVersion,
+		"system_database", rc.system.String())
+	return rt, nil
+}
+
+func openStore(ctx context.Context, rc resolved) (sysdb.Store, error) {
+	var store sysdb.Store
+	switch rc.system.engine {
+	case enginePostgres:
+		pool, err := openPool(ctx, rc.system, rc.tracer)
+		if err != nil {
+			return nil, fmt.Errorf("system database: %w", err)
+		}
+		store = sysdb.NewPostgres(pool, rc.Schema)
+	case engineSQLite:
+		s, err := sysdb.OpenSQLite(ctx, rc.system.path)
+		if err != nil {
+			return nil, errorf(ErrDatabase, err, "dbos: system database %s", rc.system)
+		}
+		store = s
+	}
+	if err := store.Migrate(ctx); err != nil {
+		store.Close()
+		if errors.Is(err, sysdb.ErrSchemaTooNew) {
+			return nil, err
+		}
+		return nil, errorf(ErrDatabase, err, "dbos: migrating system database %s", rc.system)
+	}
+	return store, nil
+}
+
+func openPool(ctx context.Context, t dbTarget, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(t.url)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot parse %s: %v", ErrConfig, t, redactURL(err.Error()))
+	}
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if tracer != nil {
+		pc.ConnConfig.Tracer = tracer
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, errorf(ErrDatabase, err, "dbos: connecting to %s", t)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout+time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, errorf(ErrDatabase, err, "dbos: cannot reach %s (is PostgreSQL running and the URL right?)", t)
+	}
+	return pool, nil
+}
+
+// Shutdown stops the runtime: running workflows are interrupted (they stay
+// PENDING and resume on the next Launch), then the databases are closed.
+// It waits for workflows to return until ctx ends.
+func (rt *Runtime) Shutdown(ctx context.Context) error {
+	rt.mu.Lock()
+	if rt.closed {
+		rt.mu.Unlock()
+		return nil
+	}
+	rt.closed = true
+	rt.mu.Unlock()
+	launched.Lock()
+	for i, r := range launched.list {
+		if r == rt {
+			launched.list = append(launched.list[:i], launched.list[i+1:]...)
+			break
+		}
+	}
+	launched.Unlock()
+
+	rt.stop()
+	done := make(chan struct{})
+	go func() { rt.wg.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("dbos: shutdown: workflows still running: %w", ctx.Err())
+	}
+	rt.stopDB()
+	rt.app.close()
+	rt.store.Close()
+	return err
+}
+
+// ExecutorID is this runtime's executor ID.
+func (rt *Runtime) ExecutorID() string { return rt.cfg.ExecutorID }
+
+// ApplicationVersion is the version this runtime starts and recovers.
+func (rt *Runtime) ApplicationVersion() string { return rt.cfg.ApplicationVersion }
+
+// TransactionRetries counts transactions run again after a serialization
+// failure or deadlock since Launch.
+func (rt *Runtime) TransactionRetries() int64 { return rt.txRetries.Load() }
+
+// RecoveryProblems lists the PENDING workflows Launch could not resume (an
+// unregistered name, corrupt inputs); they are left untouched.
+func (rt *Runtime) RecoveryProblems() []error {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return append([]error(nil), rt.recoveryProblems...)
+}
+
+func (rt *Runtime) recoverPending(ctx context.Context) error {
+	rows, err := rt.store.Pending(ctx, rt.cfg.ExecutorID, rt.cfg.ApplicationVersion)
+	if err != nil {
+		return errorf(ErrDatabase, err, "dbos: listing pending workflows")
+	}
+	for _, row := range rows {
+		var err error
+		if w, ok := lookupWorkflow(row.Name); !ok {
+			err = fmt.Errorf("%w: cannot recover workflow %s: no workflow named %q in this binary (left PENDING)", ErrUnknownWorkflow, row.ID, row.Name)
+		} else {
+			err = w.resume(ctx, rt, row)
+		}
+		if err != nil {
+			rt.log.Error("workflow not recovered", "workflow_id", row.ID, "workflow", row.Name, "error", err)
+			rt.mu.Lock()
+			rt.recoveryProblems = append(rt.recoveryProblems, err)
+			rt.mu.Unlock()
+			continue
+		}
+		rt.log.Info("recovering workflow", "workflow_id", row.ID, "workflow", row.Name, "attempt", row.RecoveryAttempts+1)
+	}
+	return nil
+}
+
+// claim reserves id for an execution in this runtime, or returns the one
+// already running.
+func (rt *Runtime) claim(id, name string) (*execution, bool, error) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	if rt.closed {
+		return nil, false, ErrShutdown
+	}
+	if ex, ok := rt.executions[id]; ok {
+		return ex, true, nil
+	}
+	ex := &execution{name: name, done: make(chan struct{})}
+	rt.executions[id] = ex
+	rt.wg.Add(1)
+	return ex, false, nil
+}
+
+// release ends a claimed execution with its outcome.
+func (rt *Runtime) release(id string, ex *execution, v any, err error) {
+	rt.mu.Lock()
+	if rt.executions[id] == ex {
+		delete(rt.executions, id)
+	}
+	rt.mu.Unlock()
+	ex.finish(v, err)
+	rt.wg.Done()
+}
+
+func (rt *Runtime) running(id string) *execution {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.executions[id]
+}
+
+func (rt *Runtime) setCancel(ex *execution, cancel context.CancelCauseFunc) {
+	rt.mu.Lock()
+	ex.cancel = cancel
+	rt.mu.Unlock()
+}
+
+func (rt *Runtime) cancelLocal(id string, cause error) {
+	var cancel context.CancelCauseFunc
+	rt.mu.Lock()
+	if ex := rt.executions[id]; ex != nil {
+		cancel = ex.cancel
+	}
+	rt.mu.Unlock()
+	if cancel != nil {
+		cancel(cause)
+	}
+}
+
+// watchCancellations delivers CancelWorkflow from other processes: by
+// notification where the engine has it, and by polling the running
+// workflows' status as well (the only way on SQLite, a safety net on
+// PostgreSQL should a notification be lost while the listener reconnects).
+func (rt *Runtime) watchCancellations() {
+	notified := rt.store.WatchCancellations(rt.ctx, func(id string) {
+		rt.cancelLocal(id, fmt.Errorf("%w: workflow %s was cancelled", ErrWorkflowCancelled, id))
+	})
+	every := time.Second
+	if notified {
+		every = 5 * time.Second
+	}
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-rt.ctx.Done():
+				return
+			case <-t.C:
+			}
+			rt.mu.Lock()
+			ids := make([]string, 0, len(rt.executions))
+			for id := range rt.executions {
+				ids = append(ids, id)
+			}
+			rt.mu.Unlock()
+			if len(ids) == 0 {
+				continue
+			}
+			cancelled, err := rt.store.Cancelled(rt.ctx, ids)
+			if err != nil {
+				continue // the next tick tries again
+			}
+			for _, id := range cancelled {
+				rt.cancelLocal(id, fmt.Errorf("%w: workflow %s was cancelled", ErrWorkflowCancelled, id))
+			}
+		}
+	}()
+}
+
+// retryDB runs op until it succeeds, fails for a reason other than the
+// database being away, or ctx ends. Waits are capped and jittered so that
+// many workflows do not hammer a restarting server in step.
+func (rt *Runtime) retryDB(ctx context.Context, op func(context.Context) error) error {
+	delay := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err := op(ctx)
+		if err == nil || !sysdb.IsTransient(err) || ctx.Err() != nil {
+			return err
+		}
+		if attempt == 0 {
+			rt.log.Warn("database unavailable, retrying", "error", err)
+		}
+		wait := delay/2 + rand.N(delay/2+1)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		delay = min(delay*2, 5*time.Second)
+	}
+}
+
+// recordStep records a step outcome, riding out database outages. It runs on
+// dbCtx: once an outcome is known it is worth recording even if the
+// workflow is being interrupted.
+func (rt *Runtime) recordStep(row sysdb.StepRow) (stored sysdb.StepRow, fresh bool, err error) {
+	err = rt.retryDB(rt.dbCtx, func(ctx context.Context) (err error) {
+		stored, fresh, err = rt.store.RecordStep(ctx, row)
+		return err
+	})
+	return stored, fresh, err
+}

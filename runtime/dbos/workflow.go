@@ -1,0 +1,370 @@
+package dbos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
+	"github.com/google/uuid"
+)
+
+// MaxWorkflowIDLength bounds workflow IDs so they stay index-friendly.
+const MaxWorkflowIDLength = 1024
+
+// WorkflowOptions come from a //dbos:workflow directive.
+type WorkflowOptions struct {
+	Name string
+	// MaxRecoveryAttempts bounds how often an unfinished workflow is
+	// re-executed before it is parked as MAX_RECOVERY_ATTEMPTS_EXCEEDED.
+	// Default 100.
+	MaxRecoveryAttempts int
+	// Timeout, when set, cancels the workflow that long after it first
+	// started; the deadline survives recovery.
+	Timeout time.Duration
+}
+
+// Workflow is a registered workflow function with typed inputs A and output
+// R. Generated code creates one per //dbos:workflow function.
+type Workflow[A, R any] struct {
+	opts WorkflowOptions
+	fn   func(context.Context, A) (R, error)
+}
+
+// RegisterWorkflow registers fn for recovery under opts.Name. Generated code
+// calls it in a package-level variable initializer.
+func RegisterWorkflow[A, R any](opts WorkflowOptions, fn func(context.Context, A) (R, error)) *Workflow[A, R] {
+	if opts.MaxRecoveryAttempts <= 0 {
+		opts.MaxRecoveryAttempts = 100
+	}
+	w := &Workflow[A, R]{opts: opts, fn: fn}
+	register(w)
+	return w
+}
+
+func (w *Workflow[A, R]) workflowName() string { return w.opts.Name }
+
+// Name is the workflow's registered name.
+func (w *Workflow[A, R]) Name() string { return w.opts.Name }
+
+// Run starts the workflow and waits for its result.
+func (w *Workflow[A, R]) Run(ctx context.Context, args A) (R, error) {
+	h, err := w.Start(ctx, args)
+	if err != nil {
+		var zero R
+		return zero, err
+	}
+	return h.Result(ctx)
+}
+
+// Start starts the workflow in its own goroutine and returns its handle. The
+// workflow does not end when ctx is cancelled: it is durable, and is stopped
+// only by CancelWorkflow, its timeout, or Shutdown.
+func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R], error) {
+	if stepFrom(ctx) != nil {
+		return nil, fmt.Errorf("%w: cannot start workflow %s", ErrWorkflowInStep, w.opts.Name)
+	}
+	rt, err := runtimeFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	id, _ := ctx.Value(workflowIDKey).(string)
+	if _, set := ctx.Value(workflowIDKey).(string); set {
+		if err := validateWorkflowID(id); err != nil {
+			return nil, err
+		}
+	}
+	parent := workflowFrom(ctx)
+	var stepID int
+	if parent != nil {
+		// A child is a step of its parent: it takes a step ID, and its ID is
+		// derived from the parent's so a replay finds the same child.
+		stepID = parent.nextStepID()
+		if rec, ok := parent.recorded[stepID]; ok {
+			if rec.Name != w.opts.Name {
+				return nil, parent.abort(&NondeterministicError{WorkflowID: parent.id, StepID: stepID, Recorded: rec.Name, Called: w.opts.Name})
+			}
+			id = rec.ChildID
+		}
+		if id == "" {
+			id = fmt.Sprintf("%s-%d", parent.id, stepID)
+		}
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	inputs, err := encodeValue(args)
+	if err != nil {
+		return nil, fmt.Errorf("dbos: inputs of workflow %s cannot be stored as JSON: %w", w.opts.Name, err)
+	}
+	p := startParams{ctx: ctx, id: id, inputs: inputs, args: args}
+	if parent != nil {
+		p.parentID = parent.id
+	}
+	h, err := start(rt, w, p)
+	if err != nil || parent == nil {
+		return h, err
+	}
+	if _, ok := parent.recorded[stepID]; !ok {
+		row := sysdb.StepRow{WorkflowID: parent.id, StepID: stepID, Name: w.opts.Name, ChildID: id}
+		if _, _, err := rt.recordStep(row); err != nil {
+			return nil, parent.abort(errorf(ErrDatabase, err, "dbos: recording child workflow %s of workflow %s", id, parent.id))
+		}
+	}
+	return h, nil
+}
+
+func validateWorkflowID(id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: empty workflow ID", ErrInvalidWorkflowID)
+	}
+	if len(id) > MaxWorkflowIDLength {
+		return fmt.Errorf("%w: workflow ID is %d bytes, the limit is %d", ErrInvalidWorkflowID, len(id), MaxWorkflowIDLength)
+	}
+	return nil
+}
+
+// resume implements recoverable: it runs a PENDING workflow from its row.
+func (w *Workflow[A, R]) resume(ctx context.Context, rt *Runtime, row sysdb.WorkflowRow) error {
+	_, err := start(rt, w, startParams{ctx: ctx, id: row.ID, inputs: row.Inputs, parentID: row.ParentID})
+	return err
+}
+
+type startParams struct {
+	ctx      context.Context
+	id       string
+	inputs   string
+	args     any // the typed arguments; nil when recovering from a row
+	parentID string
+}
+
+// execution is one running workflow in this runtime. Callers that start a
+// workflow whose ID is already running here wait on it instead of running
+// the body a second time.
+type execution struct {
+	name   string
+	done   chan struct{}
+	value  any
+	err    error
+	cancel context.CancelCauseFunc
+}
+
+func (e *execution) finish(v any, err error) {
+	e.value, e.err = v, err
+	close(e.done)
+}
+
+func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHandle[R], error) {
+	ex, existing, err := rt.claim(p.id, w.opts.Name)
+	if err != nil {
+		return nil, err
+	}
+	h := &WorkflowHandle[R]{rt: rt, id: p.id, ex: ex}
+	if existing {
+		if ex.name != w.opts.Name {
+			return nil, fmt.Errorf("%w: workflow ID %s is running as %s, not %s", ErrWorkflowConflict, p.id, ex.name, w.opts.Name)
+		}
+		return h, nil
+	}
+	now := time.Now()
+	row := sysdb.WorkflowRow{ID: p.id, Name: w.opts.Name, ExecutorID: rt.cfg.ExecutorID, AppVersion: rt.cfg.ApplicationVersion,
+		AppName: rt.cfg.AppName, Inputs: p.inputs, ParentID: p.parentID}
+	if w.opts.Timeout > 0 {
+		row.TimeoutMS = w.opts.Timeout.Milliseconds()
+		row.DeadlineMS = now.Add(w.opts.Timeout).UnixMilli()
+	}
+	dead := encodeError(fmt.Errorf("%w: workflow %s was started more than %d times without finishing",
+		ErrMaxRecoveryAttemptsExceeded, p.id, w.opts.MaxRecoveryAttempts+1))
+	var res sysdb.InitResult
+	err = rt.retryDB(p.ctx, func(ctx context.Context) (err error) {
+		res, err = rt.store.InitWorkflow(ctx, sysdb.InitParams{Row: row, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts, DeadLetterError: dead})
+		return err
+	})
+	if err != nil {
+		err = errorf(ErrDatabase, err, "dbos: starting workflow %s (%s)", p.id, w.opts.Name)
+		rt.release(p.id, ex, nil, err)
+		return nil, err
+	}
+	cur := res.Row
+	if cur.Name != w.opts.Name {
+		err := fmt.Errorf("%w: workflow ID %s belongs to workflow %s, not %s", ErrWorkflowConflict, p.id, cur.Name, w.opts.Name)
+		rt.release(p.id, ex, nil, err)
+		return nil, err
+	}
+	if cur.Status != sysdb.StatusPending {
+		v, err := outcome[R](cur)
+		rt.release(p.id, ex, v, err)
+		return h, nil
+	}
+
+	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name}
+	a, fresh := p.args.(A)
+	if !res.Inserted || !fresh {
+		// Not the first execution: run from the recorded inputs and outcomes.
+		if a, err = decodeValue[A](cur.Inputs); err != nil {
+			err = errorf(ErrCorruptRecord, err, "dbos: recorded inputs of workflow %s (%s)", p.id, w.opts.Name)
+			rt.release(p.id, ex, nil, err)
+			return nil, err
+		}
+	}
+	if !res.Inserted {
+		var steps []sysdb.StepRow
+		err = rt.retryDB(p.ctx, func(ctx context.Context) (err error) {
+			steps, err = rt.store.Steps(ctx, p.id)
+			return err
+		})
+		if err != nil {
+			err = errorf(ErrDatabase, err, "dbos: loading recorded steps of workflow %s", p.id)
+			rt.release(p.id, ex, nil, err)
+			return nil, err
+		}
+		wf.recorded = make(map[int]sysdb.StepRow, len(steps))
+		for _, s := range steps {
+			wf.recorded[s.StepID] = s
+		}
+	}
+
+	// The workflow outlives the caller's context but keeps its values; it
+	// ends on CancelWorkflow, its deadline, or Shutdown.
+	ctx := context.WithValue(context.WithoutCancel(p.ctx), workflowIDKey, nil)
+	ctx = context.WithValue(ctx, stepKey, nil)
+	ctx = context.WithValue(ctx, workflowKey, wf)
+	ctx, cancel := context.WithCancelCause(ctx)
+	rt.setCancel(ex, cancel)
+	stopOnShutdown := context.AfterFunc(rt.ctx, func() { cancel(ErrShutdown) })
+	var stopTimer context.CancelFunc = func() {}
+	if cur.DeadlineMS > 0 {
+		ctx, stopTimer = context.WithDeadlineCause(ctx, time.UnixMilli(cur.DeadlineMS),
+			fmt.Errorf("%w: workflow %s passed its timeout", ErrWorkflowCancelled, p.id))
+	}
+
+	go func() {
+		defer stopOnShutdown()
+		defer stopTimer()
+		defer cancel(nil)
+		v, err := callSafely(ctx, func(ctx context.Context) (R, error) { return w.fn(ctx, a) })
+		v2, err2 := rt.conclude(ctx, wf, v, err)
+		rt.release(p.id, ex, v2, err2)
+	}()
+	return h, nil
+}
+
+// conclude records a finished body's outcome and returns what callers see.
+func (rt *Runtime) conclude(ctx context.Context, wf *workflowState, v any, err error) (any, error) {
+	if abort := wf.aborted(); abort != nil {
+		// The runtime could not stand behind an outcome (nondeterminism, a
+		// corrupt record, a database failure): leave the workflow PENDING so
+		// a fixed deployment can recover it.
+		rt.log.Error("workflow stopped without recording an outcome", "workflow_id", wf.id, "workflow", wf.name, "error", abort)
+		return nil, abort
+	}
+	if err != nil && ctx.Err() != nil {
+		cause := context.Cause(ctx)
+		switch {
+		case errors.Is(cause, ErrShutdown):
+			return nil, fmt.Errorf("%w: workflow %s interrupted; it resumes on the next Launch", ErrShutdown, wf.id)
+		case errors.Is(cause, ErrWorkflowCancelled):
+			// A timeout: record it so recovery does not run the workflow again.
+			_ = rt.retryDB(rt.ctx, func(c context.Context) error {
+				_, err := rt.store.Cancel(c, wf.id, encodeError(cause))
+				return err
+			})
+		}
+		return rt.recordedOutcome(wf.id, cause)
+	}
+	status, out, errJSON := sysdb.StatusSuccess, "", encodeError(err)
+	if err != nil {
+		status = sysdb.StatusError
+	} else if out, err = encodeValue(v); err != nil {
+		status = sysdb.StatusError
+		err = fmt.Errorf("dbos: output of workflow %s cannot be stored as JSON: %w", wf.id, err)
+		errJSON = encodeError(err)
+	}
+	var ok bool
+	dbErr := rt.retryDB(rt.ctx, func(c context.Context) (e error) {
+		ok, e = rt.store.FinishWorkflow(c, wf.id, status, out, errJSON)
+		return e
+	})
+	if dbErr != nil {
+		return nil, errorf(ErrDatabase, dbErr, "dbos: recording the outcome of workflow %s; it resumes on the next Launch", wf.id)
+	}
+	if !ok {
+		// Cancelled, or finished by another execution: the recorded outcome wins.
+		return rt.recordedOutcome(wf.id, err)
+	}
+	return v, err
+}
+
+// recordedOutcome reads the recorded result of a workflow that is no longer
+// PENDING; fallback is returned if it is still pending or cannot be read.
+func (rt *Runtime) recordedOutcome(id string, fallback error) (any, error) {
+	row, err := rt.store.Workflow(context.WithoutCancel(rt.ctx), id)
+	if err != nil || row.Status == sysdb.StatusPending {
+		return nil, fallback
+	}
+	return rawOutcome(row)
+}
+
+// rawOutcome keeps a recorded output as JSON until a typed handle decodes it.
+func rawOutcome(row sysdb.WorkflowRow) (any, error) {
+	switch row.Status {
+	case sysdb.StatusSuccess:
+		return rawJSON(row.Output), nil
+	default:
+		return nil, statusError(row)
+	}
+}
+
+type rawJSON string
+
+// outcome decodes a finished workflow's recorded result.
+func outcome[R any](row sysdb.WorkflowRow) (any, error) {
+	if row.Status == sysdb.StatusSuccess {
+		v, err := decodeValue[R](row.Output)
+		if err != nil {
+			return nil, errorf(ErrCorruptRecord, err, "dbos: recorded output of workflow %s", row.ID)
+		}
+		return v, nil
+	}
+	return nil, statusError(row)
+}
+
+func statusError(row sysdb.WorkflowRow) error {
+	recErr, err := decodeError(row.Error)
+	if err != nil {
+		return errorf(ErrCorruptRecord, err, "dbos: recorded error of workflow %s", row.ID)
+	}
+	switch row.Status {
+	case sysdb.StatusError:
+		if recErr == nil {
+			return errorf(ErrCorruptRecord, nil, "dbos: workflow %s is in ERROR with no recorded error", row.ID)
+		}
+		return recErr
+	case sysdb.StatusCancelled:
+		if recErr == nil || !errors.Is(recErr, ErrWorkflowCancelled) {
+			return errorf(ErrWorkflowCancelled, recErr, "dbos: workflow %s was cancelled", row.ID)
+		}
+		return recErr
+	case sysdb.StatusDeadLetter:
+		if recErr == nil || !errors.Is(recErr, ErrMaxRecoveryAttemptsExceeded) {
+			return errorf(ErrMaxRecoveryAttemptsExceeded, recErr, "dbos: workflow %s", row.ID)
+		}
+		return recErr
+	}
+	return fmt.Errorf("dbos: workflow %s has unknown status %q", row.ID, row.Status)
+}
+
+// abort marks the execution as unable to record a trustworthy outcome and
+// returns err for the caller to pass up.
+func (w *workflowState) abort(err error) error {
+	w.abortErr.CompareAndSwap(nil, &err)
+	return err
+}
+
+func (w *workflowState) aborted() error {
+	if p := w.abortErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
