@@ -36,7 +36,7 @@ func NewPostgres(pool *pgxpool.Pool, schema string) *Postgres {
 		init: r.Replace(`INSERT INTO {schema}.workflow_status AS w (workflow_uuid, status, name, executor_id,
 	application_version, application_id, inputs, parent_workflow_id, recovery_attempts,
 	workflow_timeout_ms, workflow_deadline_epoch_ms, created_at, updated_at)
-VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, NULLIF($7, ''), 1, NULLIF($8, 0), NULLIF($9, 0), $10, $10)
+VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, NULLIF($7, ''), 1, NULLIF($8::BIGINT, 0), NULLIF($9::BIGINT, 0), $10, $10)
 ON CONFLICT (workflow_uuid) DO UPDATE SET
 	recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
 	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,

@@ -1,0 +1,718 @@
+package sysdb
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// The Store conformance suite: every test runs against every backend.
+
+const pgAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
+
+// target is one fresh system database of one engine.
+type target struct {
+	engine string
+	// open returns a new, unmigrated Store on the target's database, closed
+	// at the end of the test. Two stores play two processes.
+	open func(t *testing.T) Store
+	// exec runs raw SQL against the database's system schema.
+	exec func(t *testing.T, q string)
+	// sqlDB opens a database/sql handle on the application database.
+	sqlDB func(t *testing.T) *sql.DB
+}
+
+type backend struct {
+	name string
+	new  func(t *testing.T) *target
+}
+
+var backends = []backend{
+	{"postgres", newPostgresTarget},
+	{"sqlite", newSQLiteTarget},
+}
+
+func forEachBackend(t *testing.T, f func(t *testing.T, tg *target)) {
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, b.new(t))
+		})
+	}
+}
+
+func randName() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func newPostgresTarget(t *testing.T) *target {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgxpool.New(ctx, pgAdminURL)
+	if err == nil {
+		err = admin.Ping(ctx)
+	}
+	if err != nil {
+		t.Fatalf("PostgreSQL at 127.0.0.1:5432 is not reachable (%v); start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`", err)
+	}
+	dbName := "sysdb_test_" + randName()
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+dbName); err != nil {
+		admin.Close()
+		t.Fatalf("create database: %v", err)
+	}
+	// Registered first, so it runs after every store of the test is closed.
+	t.Cleanup(func() {
+		defer admin.Close()
+		if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", dbName, err)
+		}
+	})
+	url := "postgres://postgres@127.0.0.1:5432/" + dbName + "?sslmode=disable"
+	pool := func(t *testing.T) *pgxpool.Pool {
+		p, err := pgxpool.New(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Close)
+		return p
+	}
+	var rawOnce sync.Once
+	var raw *pgxpool.Pool
+	return &target{
+		engine: "postgres",
+		open: func(t *testing.T) Store {
+			return NewPostgres(pool(t), "dbos")
+		},
+		exec: func(t *testing.T, q string) {
+			rawOnce.Do(func() { raw = pool(t) })
+			if _, err := raw.Exec(ctx, strings.ReplaceAll(q, "{schema}", "dbos.")); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		},
+		sqlDB: func(t *testing.T) *sql.DB {
+			db, err := sql.Open("pgx", url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { db.Close() })
+			return db
+		},
+	}
+}
+
+func newSQLiteTarget(t *testing.T) *target {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "sub", "dir", "sys.sqlite")
+	open := func(t *testing.T) *SQLite {
+		s, err := OpenSQLite(context.Background(), path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	var rawOnce sync.Once
+	var raw *SQLite
+	return &target{
+		engine: "sqlite",
+		open:   func(t *testing.T) Store { return open(t) },
+		exec: func(t *testing.T, q string) {
+			rawOnce.Do(func() { raw = open(t) })
+			if _, err := raw.DB().Exec(strings.ReplaceAll(q, "{schema}", "")); err != nil {
+				t.Fatalf("%s: %v", q, err)
+			}
+		},
+		sqlDB: func(t *testing.T) *sql.DB {
+			s := open(t)
+			return s.DB()
+		},
+	}
+}
+
+// migrated opens a store and migrates it.
+func (tg *target) migrated(t *testing.T) Store {
+	t.Helper()
+	s := tg.open(t)
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatalf("migrate: %v", err)
+	}
+	return s
+}
+
+func initParams(id string) InitParams {
+	return InitParams{
+		Row: WorkflowRow{
+			ID: id, Name: "pkg.Workflow", ExecutorID: "exec-a", AppVersion: "v1", AppName: "app",
+			Inputs: `["in"]`,
+		},
+		MaxRecoveryAttempts: 100,
+		DeadLetterError:     `{"message":"dead"}`,
+	}
+}
+
+func mustInit(t *testing.T, s Store, p InitParams) InitResult {
+	t.Helper()
+	r, err := s.InitWorkflow(context.Background(), p)
+	if err != nil {
+		t.Fatalf("InitWorkflow(%s): %v", p.Row.ID, err)
+	}
+	return r
+}
+
+func TestMigrate(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		if err := s.Migrate(ctx); err != nil {
+			t.Fatalf("second migrate: %v", err)
+		}
+		// Concurrently: several goroutines on one store, and several stores
+		// (processes) on one database, all at once.
+		stores := []Store{s, s, s}
+		for range 5 {
+			stores = append(stores, tg.open(t))
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, len(stores))
+		for _, st := range stores {
+			wg.Go(func() { errs <- st.Migrate(ctx) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("concurrent migrate: %v", err)
+			}
+		}
+		if r := mustInit(t, s, initParams("wf")); !r.Inserted {
+			t.Fatal("schema not usable after migrations")
+		}
+	})
+}
+
+func TestMigrateConcurrentFresh(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		var stores []Store
+		for range 6 {
+			stores = append(stores, tg.open(t))
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, len(stores))
+		for _, st := range stores {
+			wg.Go(func() { errs <- st.Migrate(ctx) })
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("concurrent first migrate: %v", err)
+			}
+		}
+		if r := mustInit(t, stores[0], initParams("wf")); !r.Inserted {
+			t.Fatal("not inserted")
+		}
+	})
+}
+
+func TestSchemaTooNew(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		tg.migrated(t)
+		next := LatestSystemVersion() + 1
+		tg.exec(t, fmt.Sprintf(`UPDATE {schema}dbos_migrations SET version = %d`, next))
+		err := tg.open(t).Migrate(context.Background())
+		if !errors.Is(err, ErrSchemaTooNew) {
+			t.Fatalf("Migrate = %v, want ErrSchemaTooNew", err)
+		}
+		for _, v := range []int{next, LatestSystemVersion()} {
+			if !strings.Contains(err.Error(), strconv.Itoa(v)) {
+				t.Errorf("error %q does not name version %d", err, v)
+			}
+		}
+	})
+}
+
+func TestInitWorkflowInsert(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		s := tg.migrated(t)
+		p := initParams("wf-1")
+		p.Row.ParentID = "parent"
+		p.Row.TimeoutMS = 1500
+		p.Row.DeadlineMS = 1_900_000_000_000
+		p.Row.Status = StatusSuccess // ignored
+		before := time.Now().UnixMilli()
+		r := mustInit(t, s, p)
+		if !r.Inserted {
+			t.Error("Inserted = false for a new workflow")
+		}
+		w := r.Row
+		want := p.Row
+		want.Status = StatusPending
+		want.RecoveryAttempts = 1
+		want.CreatedMS, want.UpdatedMS = w.CreatedMS, w.UpdatedMS
+		if w != want {
+			t.Errorf("row = %+v\nwant  %+v", w, want)
+		}
+		if w.CreatedMS < before || w.UpdatedMS != w.CreatedMS {
+			t.Errorf("timestamps created=%d updated=%d, started at %d", w.CreatedMS, w.UpdatedMS, before)
+		}
+		got, err := s.Workflow(context.Background(), "wf-1")
+		if err != nil || got != w {
+			t.Errorf("Workflow = %+v, %v\nwant %+v", got, err, w)
+		}
+		// Empty optional fields come back empty (stored as NULL).
+		r = mustInit(t, s, initParams("wf-2"))
+		if r.Row.ParentID != "" || r.Row.TimeoutMS != 0 || r.Row.DeadlineMS != 0 || r.Row.Output != "" || r.Row.Error != "" {
+			t.Errorf("optional fields not empty: %+v", r.Row)
+		}
+		if _, err := s.Workflow(context.Background(), "nope"); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Workflow(unknown) = %v, want ErrNotFound", err)
+		}
+	})
+}
+
+func TestInitWorkflowExisting(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+
+		t.Run("pending", func(t *testing.T) {
+			first := mustInit(t, s, initParams("p"))
+			time.Sleep(3 * time.Millisecond)
+			p := initParams("p")
+			p.Row.ExecutorID = "exec-b"
+			p.Row.Name = "other.Name" // the stored row wins
+			p.Row.Inputs = `["other"]`
+			r := mustInit(t, s, p)
+			if r.Inserted {
+				t.Error("Inserted = true for an existing workflow")
+			}
+			w := r.Row
+			if w.Status != StatusPending || w.RecoveryAttempts != 2 || w.ExecutorID != "exec-b" {
+				t.Errorf("status=%s attempts=%d executor=%s, want PENDING 2 exec-b", w.Status, w.RecoveryAttempts, w.ExecutorID)
+			}
+			if w.Name != "pkg.Workflow" || w.Inputs != `["in"]` || w.CreatedMS != first.Row.CreatedMS {
+				t.Errorf("stored fields changed: %+v", w)
+			}
+			if w.UpdatedMS <= first.Row.UpdatedMS {
+				t.Errorf("updated_at %d not advanced past %d", w.UpdatedMS, first.Row.UpdatedMS)
+			}
+		})
+
+		for _, tc := range []struct{ status, output, errJSON string }{
+			{StatusSuccess, `"ok"`, ""},
+			{StatusError, "", `{"message":"boom"}`},
+		} {
+			t.Run(tc.status, func(t *testing.T) {
+				id := "w-" + tc.status
+				mustInit(t, s, initParams(id))
+				if ok, err := s.FinishWorkflow(ctx, id, tc.status, tc.output, tc.errJSON); err != nil || !ok {
+					t.Fatalf("FinishWorkflow = %v, %v", ok, err)
+				}
+				before, _ := s.Workflow(ctx, id)
+				p := initParams(id)
+				p.Row.ExecutorID = "exec-b"
+				p.MaxRecoveryAttempts = 0
+				r := mustInit(t, s, p)
+				if r.Inserted {
+					t.Error("Inserted = true")
+				}
+				if r.Row != before {
+					t.Errorf("finished row changed:\n got %+v\nwant %+v", r.Row, before)
+				}
+				if r.Row.Output != tc.output || r.Row.Error != tc.errJSON {
+					t.Errorf("output/error = %q/%q", r.Row.Output, r.Row.Error)
+				}
+			})
+		}
+
+		t.Run("CANCELLED", func(t *testing.T) {
+			mustInit(t, s, initParams("c"))
+			if ok, err := s.Cancel(ctx, "c", `{"message":"cancelled"}`); err != nil || !ok {
+				t.Fatalf("Cancel = %v, %v", ok, err)
+			}
+			before, _ := s.Workflow(ctx, "c")
+			r := mustInit(t, s, initParams("c"))
+			if r.Inserted || r.Row != before || r.Row.Status != StatusCancelled {
+				t.Errorf("Inserted=%v row=%+v, want unchanged %+v", r.Inserted, r.Row, before)
+			}
+		})
+	})
+}
+
+func TestRecoveryAttemptsAndDeadLetter(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		s := tg.migrated(t)
+		p := initParams("r")
+		p.MaxRecoveryAttempts = 3
+		// Attempts 1 (insert), 2, 3, 4 stay PENDING: the workflow is parked
+		// only once it was started more than MaxRecoveryAttempts times
+		// after the first.
+		for want := 1; want <= 4; want++ {
+			r := mustInit(t, s, p)
+			if r.Row.Status != StatusPending || r.Row.RecoveryAttempts != want || r.Inserted != (want == 1) {
+				t.Fatalf("start %d: status=%s attempts=%d inserted=%v", want, r.Row.Status, r.Row.RecoveryAttempts, r.Inserted)
+			}
+		}
+		r := mustInit(t, s, p)
+		if r.Inserted || r.Row.Status != StatusDeadLetter || r.Row.RecoveryAttempts != 5 || r.Row.Error != p.DeadLetterError {
+			t.Fatalf("dead-letter start: %+v inserted=%v", r.Row, r.Inserted)
+		}
+		// Parked: later starts change nothing, and recovery no longer sees it.
+		again := mustInit(t, s, p)
+		if again.Row != r.Row {
+			t.Errorf("parked row changed: %+v", again.Row)
+		}
+		if ok, err := s.FinishWorkflow(context.Background(), "r", StatusSuccess, `1`, ""); ok || err != nil {
+			t.Errorf("FinishWorkflow on a parked workflow = %v, %v", ok, err)
+		}
+		pend, err := s.Pending(context.Background(), "exec-a", "v1")
+		if err != nil || len(pend) != 0 {
+			t.Errorf("Pending = %v, %v", pend, err)
+		}
+	})
+}
+
+func TestInitWorkflowConcurrentSameID(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		stores := []Store{tg.migrated(t), tg.open(t)}
+		const n = 16
+		var wg sync.WaitGroup
+		res := make(chan InitResult, n)
+		for i := range n {
+			wg.Go(func() {
+				r, err := stores[i%2].InitWorkflow(context.Background(), initParams("same"))
+				if err != nil {
+					t.Error(err)
+				}
+				res <- r
+			})
+		}
+		wg.Wait()
+		close(res)
+		inserted, attempts := 0, []int{}
+		for r := range res {
+			if r.Inserted {
+				inserted++
+			}
+			attempts = append(attempts, r.Row.RecoveryAttempts)
+		}
+		slices.Sort(attempts)
+		if inserted != 1 {
+			t.Errorf("%d calls report Inserted, want exactly 1", inserted)
+		}
+		for i, a := range attempts {
+			if a != i+1 {
+				t.Fatalf("attempt counts %v, want 1..%d", attempts, n)
+			}
+		}
+	})
+}
+
+func TestRecordStepAndSteps(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		mustInit(t, s, initParams("wf"))
+		rows := []StepRow{
+			{WorkflowID: "wf", StepID: 2, Name: "b", Error: `{"message":"e"}`},
+			{WorkflowID: "wf", StepID: 0, Name: "a", Output: `1`},
+			{WorkflowID: "wf", StepID: 1, Name: "child", Output: `"r"`, ChildID: "wf-1"},
+			{WorkflowID: "wf", StepID: 10, Name: "z"}, // neither output nor error (a nil result)
+		}
+		for _, r := range rows {
+			got, rec, err := s.RecordStep(ctx, r)
+			if err != nil || !rec || got != r {
+				t.Fatalf("RecordStep(%+v) = %+v, %v, %v", r, got, rec, err)
+			}
+		}
+		// Conflict: the first outcome wins and is returned.
+		got, rec, err := s.RecordStep(ctx, StepRow{WorkflowID: "wf", StepID: 2, Name: "other", Output: `"late"`})
+		if err != nil || rec || got != rows[0] {
+			t.Errorf("conflicting RecordStep = %+v, %v, %v; want %+v, false", got, rec, err, rows[0])
+		}
+		steps, err := s.Steps(ctx, "wf")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []StepRow{rows[1], rows[2], rows[0], rows[3]}
+		if !slices.Equal(steps, want) {
+			t.Errorf("Steps =\n%+v\nwant\n%+v", steps, want)
+		}
+		if steps, err := s.Steps(ctx, "none"); err != nil || len(steps) != 0 {
+			t.Errorf("Steps(unknown) = %v, %v", steps, err)
+		}
+	})
+}
+
+func TestFinishWorkflow(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		mustInit(t, s, initParams("f"))
+		ok, err := s.FinishWorkflow(ctx, "f", StatusSuccess, `{"v":1}`, "")
+		if err != nil || !ok {
+			t.Fatalf("FinishWorkflow = %v, %v", ok, err)
+		}
+		ok, err = s.FinishWorkflow(ctx, "f", StatusError, "", `{"message":"x"}`)
+		if err != nil || ok {
+			t.Errorf("second FinishWorkflow = %v, %v; want false", ok, err)
+		}
+		w, err := s.Workflow(ctx, "f")
+		if err != nil || w.Status != StatusSuccess || w.Output != `{"v":1}` || w.Error != "" {
+			t.Errorf("row = %+v, %v", w, err)
+		}
+		if ok, err := s.FinishWorkflow(ctx, "unknown", StatusSuccess, `1`, ""); ok || err != nil {
+			t.Errorf("FinishWorkflow(unknown) = %v, %v", ok, err)
+		}
+	})
+}
+
+func TestPending(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		mk := func(id, exec, ver string) {
+			p := initParams(id)
+			p.Row.ExecutorID, p.Row.AppVersion = exec, ver
+			mustInit(t, s, p)
+			time.Sleep(2 * time.Millisecond) // distinct created_at: Pending orders by it
+		}
+		mk("a1", "exec-a", "v1")
+		mk("b1", "exec-b", "v1")
+		mk("a2", "exec-a", "v2")
+		mk("a3", "exec-a", "v1")
+		mk("done", "exec-a", "v1")
+		if _, err := s.FinishWorkflow(ctx, "done", StatusSuccess, `1`, ""); err != nil {
+			t.Fatal(err)
+		}
+		mk("a4", "exec-a", "v1")
+		mustInit(t, s, initParams("a3")) // a second attempt
+		got, err := s.Pending(ctx, "exec-a", "v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, w := range got {
+			ids = append(ids, w.ID)
+			if w.Status != StatusPending || w.ExecutorID != "exec-a" || w.AppVersion != "v1" || w.Name != "pkg.Workflow" || w.Inputs != `["in"]` {
+				t.Errorf("row %+v", w)
+			}
+			if want := map[bool]int{true: 2, false: 1}[w.ID == "a3"]; w.RecoveryAttempts != want {
+				t.Errorf("%s: attempts %d, want %d", w.ID, w.RecoveryAttempts, want)
+			}
+		}
+		if want := []string{"a1", "a3", "a4"}; !slices.Equal(ids, want) {
+			t.Errorf("Pending = %v, want %v", ids, want)
+		}
+		if got, err := s.Pending(ctx, "exec-c", "v1"); err != nil || len(got) != 0 {
+			t.Errorf("Pending(other executor) = %v, %v", got, err)
+		}
+	})
+}
+
+func TestCancel(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		for _, id := range []string{"c1", "c2", "run", "done"} {
+			mustInit(t, s, initParams(id))
+		}
+		if _, err := s.FinishWorkflow(ctx, "done", StatusSuccess, `1`, ""); err != nil {
+			t.Fatal(err)
+		}
+		const cerr = `{"message":"cancelled"}`
+		for _, tc := range []struct {
+			id   string
+			want bool
+		}{{"c1", true}, {"c2", true}, {"c1", false}, {"done", false}, {"unknown", false}} {
+			if ok, err := s.Cancel(ctx, tc.id, cerr); err != nil || ok != tc.want {
+				t.Errorf("Cancel(%s) = %v, %v; want %v", tc.id, ok, err, tc.want)
+			}
+		}
+		w, _ := s.Workflow(ctx, "c1")
+		if w.Status != StatusCancelled || w.Error != cerr {
+			t.Errorf("cancelled row %+v", w)
+		}
+		if ok, _ := s.FinishWorkflow(ctx, "c1", StatusSuccess, `1`, ""); ok {
+			t.Error("FinishWorkflow succeeded on a cancelled workflow")
+		}
+		got, err := s.Cancelled(ctx, []string{"c1", "run", "done", "c2", "unknown"})
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, []string{"c1", "c2"}) {
+			t.Errorf("Cancelled = %v, %v", got, err)
+		}
+		if got, err := s.Cancelled(ctx, nil); err != nil || len(got) != 0 {
+			t.Errorf("Cancelled(nil) = %v, %v", got, err)
+		}
+		// More IDs than one SQLite statement may bind.
+		many := []string{"c2"}
+		for i := range 2500 {
+			many = append(many, fmt.Sprintf("x%d", i))
+		}
+		many = append(many, "c1")
+		got, err = s.Cancelled(ctx, many)
+		slices.Sort(got)
+		if err != nil || !slices.Equal(got, []string{"c1", "c2"}) {
+			t.Errorf("Cancelled(2502 ids) = %v, %v", got, err)
+		}
+	})
+}
+
+func TestWatchCancellations(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		s := tg.migrated(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		got := make(chan string, 100)
+		delivers := s.WatchCancellations(ctx, func(id string) { got <- id })
+		if tg.engine == "sqlite" {
+			if delivers {
+				t.Fatal("SQLite WatchCancellations reports delivery; it must report false (poll)")
+			}
+			return
+		}
+		if !delivers {
+			t.Fatal("PostgreSQL WatchCancellations reports no delivery")
+		}
+		// The listener connects asynchronously: cancel fresh workflows until
+		// one notification arrives, then check it names a cancelled one.
+		cancelled := map[string]bool{}
+		deadline := time.After(15 * time.Second)
+		for i := 0; ; i++ {
+			id := fmt.Sprintf("w%d", i)
+			mustInit(t, s, initParams(id))
+			if ok, err := s.Cancel(context.Background(), id, `{}`); err != nil || !ok {
+				t.Fatalf("Cancel = %v, %v", ok, err)
+			}
+			cancelled[id] = true
+			select {
+			case n := <-got:
+				if !cancelled[n] {
+					t.Fatalf("notification for %q, not a cancelled workflow", n)
+				}
+				return
+			case <-time.After(100 * time.Millisecond):
+			case <-deadline:
+				t.Fatal("no cancellation notification within 15s")
+			}
+		}
+	})
+}
+
+// TestConcurrentWorkload: 16 goroutines × 50 checkpoints, plus readers, on
+// one store and, concurrently, on a second store (a second process) on the
+// same database. No error of any kind may surface (on SQLite: no
+// SQLITE_BUSY / "database is locked").
+func TestConcurrentWorkload(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		a := tg.migrated(t)
+		b := tg.migrated(t)
+		const workers, steps = 16, 50
+		var wg sync.WaitGroup
+		for i := range workers {
+			for si, s := range []Store{a, b} {
+				wg.Go(func() {
+					id := fmt.Sprintf("wf-%d-%d", si, i)
+					p := initParams(id)
+					if _, err := s.InitWorkflow(ctx, p); err != nil {
+						t.Errorf("%s init: %v", id, err)
+						return
+					}
+					for n := range steps {
+						if _, rec, err := s.RecordStep(ctx, StepRow{WorkflowID: id, StepID: n, Name: "s", Output: strconv.Itoa(n)}); err != nil || !rec {
+							t.Errorf("%s step %d: %v %v", id, n, rec, err)
+							return
+						}
+						if n%10 == 0 {
+							if _, err := s.Steps(ctx, id); err != nil {
+								t.Errorf("%s steps: %v", id, err)
+							}
+							if _, err := s.Cancelled(ctx, []string{id}); err != nil {
+								t.Errorf("%s cancelled: %v", id, err)
+							}
+						}
+					}
+					if ok, err := s.FinishWorkflow(ctx, id, StatusSuccess, `"done"`, ""); err != nil || !ok {
+						t.Errorf("%s finish: %v %v", id, ok, err)
+					}
+				})
+			}
+		}
+		wg.Wait()
+		for i := range workers {
+			for si := range 2 {
+				id := fmt.Sprintf("wf-%d-%d", si, i)
+				st, err := a.Steps(ctx, id)
+				if err != nil || len(st) != steps {
+					t.Errorf("%s: %d steps, %v", id, len(st), err)
+				}
+				if w, err := b.Workflow(ctx, id); err != nil || w.Status != StatusSuccess {
+					t.Errorf("%s: %s, %v", id, w.Status, err)
+				}
+			}
+		}
+	})
+}
+
+func TestAppMigrations(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		migrate := func(db *sql.DB) error {
+			if tg.engine == "postgres" {
+				return MigratePostgresApp(ctx, db, "app")
+			}
+			return MigrateSQLiteApp(ctx, db)
+		}
+		var dbs []*sql.DB
+		for range 4 {
+			dbs = append(dbs, tg.sqlDB(t))
+		}
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				if err := migrate(dbs[i%len(dbs)]); err != nil {
+					t.Errorf("concurrent app migrate: %v", err)
+				}
+			})
+		}
+		wg.Wait()
+		if err := migrate(dbs[0]); err != nil {
+			t.Fatalf("app migrate again: %v", err)
+		}
+		tbl, vt, ins := "transaction_outputs", "dbos_app_migrations", `INSERT INTO transaction_outputs (workflow_uuid, function_id, function_name, created_at) VALUES ('w', 0, 'f', 1)`
+		if tg.engine == "postgres" {
+			tbl, vt = "app."+tbl, "app."+vt
+			ins = strings.Replace(ins, "transaction_outputs", tbl, 1)
+		}
+		if _, err := dbs[1].ExecContext(ctx, ins); err != nil {
+			t.Fatalf("%s not usable: %v", tbl, err)
+		}
+		var n, v int
+		if err := dbs[2].QueryRowContext(ctx, `SELECT COUNT(*), MAX(version) FROM `+vt).Scan(&n, &v); err != nil || n != 1 || v != appMigrations[len(appMigrations)-1].version {
+			t.Fatalf("%s: %d rows, version %d, %v", vt, n, v, err)
+		}
+		if _, err := dbs[0].ExecContext(ctx, `UPDATE `+vt+` SET version = 77`); err != nil {
+			t.Fatal(err)
+		}
+		err := migrate(dbs[3])
+		if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), "77") {
+			t.Fatalf("app migrate on a newer schema = %v", err)
+		}
+	})
+}
