@@ -34,7 +34,7 @@ import (
 //     file's write lock up front instead of failing to upgrade a read lock
 //     halfway through (the classic WAL "database is locked" on a deferred
 //     transaction).
-//   - the read pool (DB's counterpart for reads, ReadDB) has several
+//   - the read pool (ReadDB) has several
 //     connections opened with query_only=1. In WAL mode readers never block
 //     and are never blocked by the writer. A write attempted on it fails at
 //     once ("attempt to write a readonly database") instead of racing the
@@ -61,7 +61,9 @@ import (
 // goroutines simply queue behind an open transaction until it commits or rolls
 // back, so keep transactions short, and always end them (defer Rollback).
 // Read-only transactions (sql.TxOptions{ReadOnly: true}) may use ReadDB and
-// then run concurrently with everything.
+// then run concurrently with everything. Isolation: the driver ignores
+// sql.TxOptions.Isolation; every SQLite transaction is SERIALIZABLE (one
+// writer at a time, readers on a WAL snapshot), so any requested level is met.
 type SQLite struct {
 	path string
 	w    *sql.DB // one connection, BEGIN IMMEDIATE: all writes
