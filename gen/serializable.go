@@ -1,0 +1,162 @@
+package gen
+
+import (
+	"go/token"
+	"go/types"
+	"reflect"
+)
+
+// unserializable explains why values of t would not survive a JSON round
+// trip, the encoding the runtime stores inputs and outputs in, or returns ""
+// if they do. It refuses what encoding/json rejects at run time (channels,
+// funcs, complex numbers, unsafe pointers, unsupported map keys) and what it
+// accepts but silently loses: unexported struct fields, and interfaces, whose
+// concrete type is not recorded so decoding cannot rebuild them. A type with
+// its own JSON or text (un)marshalers is trusted.
+func unserializable(t types.Type, from *types.Package) string {
+	s := &serChecker{from: from, seen: map[types.Type]bool{}}
+	why := s.check(t)
+	if why == "" {
+		return ""
+	}
+	return "type " + s.str(t) + " cannot be stored: " + why
+}
+
+type serChecker struct {
+	from *types.Package
+	seen map[types.Type]bool // named types being checked, for recursive types
+}
+
+func (s *serChecker) str(t types.Type) string { return types.TypeString(t, types.RelativeTo(s.from)) }
+
+func (s *serChecker) check(t types.Type) string {
+	if marshals(t) {
+		return ""
+	}
+	switch u := t.(type) {
+	case *types.Alias:
+		return s.check(types.Unalias(u))
+	case *types.Named:
+		if s.seen[u] {
+			return ""
+		}
+		s.seen[u] = true
+		if st, ok := u.Underlying().(*types.Struct); ok {
+			return s.structFields(st, u.Obj().Name())
+		}
+		return s.check(u.Underlying())
+	case *types.Basic:
+		switch {
+		case u.Kind() == types.UnsafePointer:
+			return "unsafe.Pointer has no JSON encoding"
+		case u.Info()&types.IsComplex != 0:
+			return "complex numbers have no JSON encoding"
+		}
+		return ""
+	case *types.Pointer:
+		return s.check(u.Elem())
+	case *types.Slice:
+		return s.check(u.Elem())
+	case *types.Array:
+		return s.check(u.Elem())
+	case *types.Map:
+		if !validMapKey(u.Key()) {
+			return "map key type " + s.str(u.Key()) + " is not a string, an integer or an encoding.TextMarshaler, so it cannot be a JSON object key"
+		}
+		return s.check(u.Elem())
+	case *types.Struct:
+		return s.structFields(u, "struct")
+	case *types.Interface:
+		return "interface values lose their concrete type in JSON and cannot be decoded; use a concrete type"
+	case *types.Chan:
+		return "channels cannot be stored"
+	case *types.Signature:
+		return "funcs cannot be stored"
+	case *types.TypeParam:
+		return "type parameters are not concrete"
+	}
+	return s.str(t) + " is not supported"
+}
+
+// structFields checks what encoding/json would see of a struct: exported
+// fields, and the fields promoted from embedded structs.
+func (s *serChecker) structFields(st *types.Struct, name string) string {
+	for i := 0; i < st.NumFields(); i++ {
+		f := st.Field(i)
+		tag := reflect.StructTag(st.Tag(i)).Get("json")
+		if tag == "-" {
+			continue // dropped on purpose by the user
+		}
+		if f.Embedded() {
+			et := f.Type()
+			if p, ok := types.Unalias(et).(*types.Pointer); ok {
+				et = p.Elem()
+			}
+			if _, isStruct := et.Underlying().(*types.Struct); !isStruct && !f.Exported() {
+				return name + "." + f.Name() + " is an unexported embedded field, which JSON drops; export it or implement json.Marshaler and json.Unmarshaler on " + name
+			}
+			if why := s.check(f.Type()); why != "" {
+				return name + "." + f.Name() + ": " + why
+			}
+			continue
+		}
+		if !f.Exported() {
+			return name + "." + f.Name() + " is unexported, so JSON would silently drop it; export it or implement json.Marshaler and json.Unmarshaler on " + name
+		}
+		if why := s.check(f.Type()); why != "" {
+			return name + "." + f.Name() + ": " + why
+		}
+	}
+	return ""
+}
+
+// validMapKey mirrors encoding/json: string and integer kinds, or a type
+// implementing encoding.TextMarshaler (and TextUnmarshaler to decode).
+func validMapKey(k types.Type) bool {
+	if b, ok := k.Underlying().(*types.Basic); ok {
+		if b.Info()&(types.IsString|types.IsInteger) != 0 {
+			return true
+		}
+	}
+	return implementsPair(k, textMarshaler, textUnmarshaler)
+}
+
+// marshals reports whether t encodes and decodes itself, as JSON or text.
+func marshals(t types.Type) bool {
+	return implementsPair(t, jsonMarshaler, jsonUnmarshaler) || implementsPair(t, textMarshaler, textUnmarshaler)
+}
+
+// implementsPair: t (or *t) has the marshal method and *t the unmarshal one,
+// which is how encoding/json finds them on addressable values.
+func implementsPair(t types.Type, m, u *types.Interface) bool {
+	if _, isIface := t.Underlying().(*types.Interface); isIface {
+		return false
+	}
+	pt := types.NewPointer(t)
+	if _, isPtr := t.(*types.Pointer); isPtr {
+		pt = t.(*types.Pointer)
+	}
+	return (types.Implements(t, m) || types.Implements(pt, m)) && types.Implements(pt, u)
+}
+
+var (
+	byteSlice       = types.NewSlice(types.Typ[types.Byte])
+	jsonMarshaler   = methodInterface("MarshalJSON", nil, []types.Type{byteSlice, errorType})
+	jsonUnmarshaler = methodInterface("UnmarshalJSON", []types.Type{byteSlice}, []types.Type{errorType})
+	textMarshaler   = methodInterface("MarshalText", nil, []types.Type{byteSlice, errorType})
+	textUnmarshaler = methodInterface("UnmarshalText", []types.Type{byteSlice}, []types.Type{errorType})
+)
+
+// methodInterface builds interface{ name(params) results } without loading
+// encoding/json: the check needs only the method's shape.
+func methodInterface(name string, params, results []types.Type) *types.Interface {
+	tuple := func(ts []types.Type) *types.Tuple {
+		vars := make([]*types.Var, len(ts))
+		for i, t := range ts {
+			vars[i] = types.NewParam(token.NoPos, nil, "", t)
+		}
+		return types.NewTuple(vars...)
+	}
+	sig := types.NewSignatureType(nil, nil, nil, tuple(params), tuple(results), false)
+	return types.NewInterfaceType([]*types.Func{types.NewFunc(token.NoPos, nil, name, sig)}, nil).Complete()
+}
