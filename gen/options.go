@@ -169,7 +169,7 @@ func parseStepOptions(d Directive) (StepOptions, []problem) {
 	}
 	// Retry knobs without retries_allowed are silently ignored by DBOS; say
 	// so, since the user plainly expected them to matter.
-	if !o.RetriesAllowed {
+	if _, given := seen["retries_allowed"]; !given {
 		for _, k := range []string{"max_attempts", "interval", "interval_seconds", "backoff_rate", "max_interval", "should_retry"} {
 			if a, ok := seen[k]; ok {
 				probs = append(probs, problem{off: a.Offset, msg: k + " has no effect without retries_allowed (a step runs once unless retries are allowed)", warning: true})

@@ -19,7 +19,7 @@ func unserializable(t types.Type, from *types.Package) string {
 	if why == "" {
 		return ""
 	}
-	return "type " + s.str(t) + " cannot be stored: " + why
+	return "type " + s.str(t) + " cannot be stored as JSON: " + why
 }
 
 type serChecker struct {
@@ -69,9 +69,9 @@ func (s *serChecker) check(t types.Type) string {
 	case *types.Interface:
 		return "interface values lose their concrete type in JSON and cannot be decoded; use a concrete type"
 	case *types.Chan:
-		return "channels cannot be stored"
+		return "channels have no JSON encoding"
 	case *types.Signature:
-		return "funcs cannot be stored"
+		return "funcs have no JSON encoding"
 	case *types.TypeParam:
 		return "type parameters are not concrete"
 	}

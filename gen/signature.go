@@ -27,7 +27,8 @@ func (c *collector) signature(fn *Func) bool {
 	ok := true
 	kind := fn.Kind.String()
 
-	if fd.Type.TypeParams != nil {
+	generic := fd.Type.TypeParams != nil
+	if generic {
 		c.ds.errorf(fd.Type.TypeParams.Opening, "%s %s is generic: a %s needs concrete types, since its inputs and outputs are stored and decoded without knowing the type arguments", kind, fd.Name.Name, kind)
 		ok = false
 	}
@@ -73,9 +74,9 @@ func (c *collector) signature(fn *Func) bool {
 		// Only workflow inputs are stored (to replay the call on recovery);
 		// step and transaction arguments are captured by a closure and never
 		// leave the process, so they may be anything: a client, a func.
-		if fn.Kind == KindWorkflow {
+		if fn.Kind == KindWorkflow && !generic {
 			if why := unserializable(v.Type(), c.pkg.Types); why != "" {
-				c.ds.errorf(p.Pos, "workflow %s: parameter %s: %s (workflow inputs are stored as JSON to recover the call)", fd.Name.Name, paramLabel(v.Name(), i), why)
+				c.ds.errorf(p.Pos, "workflow %s: parameter %s: %s (workflow inputs are stored to recover the call)", fd.Name.Name, paramLabel(v.Name(), i), why)
 				ok = false
 			}
 		}
@@ -96,8 +97,11 @@ func (c *collector) signature(fn *Func) bool {
 		ok = false
 	case res.Len() == 2:
 		fn.Result = res.At(0).Type()
+		if generic {
+			break // already refused; the type parameter would only repeat it
+		}
 		if why := unserializable(fn.Result, c.pkg.Types); why != "" {
-			c.ds.errorf(resultPos(fd.Type.Results), "%s %s: result: %s (outputs are stored as JSON and replayed on recovery)", kind, fd.Name.Name, why)
+			c.ds.errorf(resultPos(fd.Type.Results), "%s %s: result: %s (outputs are recorded and replayed on recovery)", kind, fd.Name.Name, why)
 			ok = false
 		}
 	}
