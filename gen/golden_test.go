@@ -19,16 +19,17 @@ import (
 var update = flag.Bool("update", false, "rewrite the golden sections of ../testdata/*.txtar")
 
 // Golden cases live in ../testdata/NAME.txtar. Every file of an archive is
-// an input of package example.com/NAME (a previous dbos_gen.go included)
-// except two expectations:
+// an input under example.com/NAME (a previous dbos_gen.go included; files in
+// subdirectories are further packages, generated for together with ./NAME/...)
+// except the expectations:
 //
-//	dbos_gen.go.golden  the generated file; "(removed)" when the generator
-//	                    must delete a stale one; absent when it writes nothing
-//	stderr.golden       the diagnostics, one per line; absent when none
+//	[dir/]dbos_gen.go.golden  a generated file; "(removed)" when the generator
+//	                          must delete a stale one; absent when it writes nothing
+//	stderr.golden             the diagnostics, one per line; absent when none
 //
 // go test ./gen -update rewrites the expectations from the current output.
 const (
-	goldenOut    = "dbos_gen.go.golden"
+	goldenSuffix = ".golden"
 	goldenStderr = "stderr.golden"
 	removed      = "(removed)\n"
 )
@@ -42,18 +43,17 @@ func TestGolden(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		compiles []string // cases whose output must build
+		compiles []string // packages whose output must build
 	)
 	t.Run("cases", func(t *testing.T) {
 		for _, path := range archives {
 			name := strings.TrimSuffix(filepath.Base(path), ".txtar")
 			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				if runCase(t, root, name, path) {
-					mu.Lock()
-					compiles = append(compiles, "./"+name)
-					mu.Unlock()
-				}
+				pkgs := runCase(t, root, name, path)
+				mu.Lock()
+				compiles = append(compiles, pkgs...)
+				mu.Unlock()
 			})
 		}
 	})
@@ -73,8 +73,9 @@ func TestGolden(t *testing.T) {
 }
 
 // runCase generates for one archive and compares or updates its goldens. It
-// reports whether the case produced a file that should compile.
-func runCase(t *testing.T, root, name, path string) bool {
+// returns the packages (as ./relative patterns) that got a generated file,
+// which must compile.
+func runCase(t *testing.T, root, name, path string) []string {
 	ar, err := txtar.ParseFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +83,7 @@ func runCase(t *testing.T, root, name, path string) bool {
 	dir := filepath.Join(root, name)
 	var inputs []txtar.File
 	for _, f := range ar.Files {
-		if f.Name == goldenOut || f.Name == goldenStderr {
+		if strings.HasSuffix(f.Name, goldenSuffix) {
 			continue
 		}
 		inputs = append(inputs, f)
@@ -95,7 +96,7 @@ func runCase(t *testing.T, root, name, path string) bool {
 		}
 	}
 
-	res, err := gen.Generate(gen.Options{Dir: root, Patterns: []string{"./" + name}})
+	res, err := gen.Generate(gen.Options{Dir: root, Patterns: []string{"./" + name + "/..."}})
 	if err != nil {
 		t.Fatalf("Generate: %v", err)
 	}
@@ -106,47 +107,58 @@ func runCase(t *testing.T, root, name, path string) bool {
 		line = strings.ReplaceAll(line, root, "$WORK")
 		stderr.WriteString(line + "\n")
 	}
-	var out []byte
-	compiles := false
+	var outs []txtar.File // generated files, by golden name
+	var compiles []string
 	for _, f := range res.Files {
-		if f.Path != filepath.Join(dir, gen.OutputName) {
+		rel, err := filepath.Rel(dir, f.Path)
+		if err != nil || strings.HasPrefix(rel, "..") || filepath.Base(rel) != gen.OutputName {
 			t.Errorf("unexpected output file %s", f.Path)
 			continue
 		}
-		if f.Content == nil {
-			out = []byte(removed)
-		} else {
-			out = f.Content
-			compiles = true
+		data := []byte(removed)
+		if f.Content != nil {
+			data = f.Content
+			// Place the output next to its inputs for the compile step.
+			if err := os.WriteFile(f.Path, f.Content, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			compiles = append(compiles, "./"+filepath.ToSlash(filepath.Join(name, filepath.Dir(rel))))
 		}
+		outs = append(outs, txtar.File{Name: filepath.ToSlash(rel) + goldenSuffix, Data: data})
 	}
 
 	if *update {
-		ar.Files = inputs
-		if out != nil {
-			ar.Files = append(ar.Files, txtar.File{Name: goldenOut, Data: out})
-		}
+		ar.Files = append(inputs, outs...)
 		if stderr.Len() > 0 {
 			ar.Files = append(ar.Files, txtar.File{Name: goldenStderr, Data: []byte(stderr.String())})
 		}
 		if err := os.WriteFile(path, txtar.Format(ar), 0o644); err != nil {
 			t.Fatal(err)
 		}
-	} else {
-		want := section(ar, goldenStderr)
-		if stderr.String() != string(want) {
-			t.Errorf("diagnostics differ\n--- got\n%s--- want\n%s", stderr.String(), want)
+		return compiles
+	}
+	if want := section(ar, goldenStderr); stderr.String() != string(want) {
+		t.Errorf("diagnostics differ\n--- got\n%s--- want\n%s", stderr.String(), want)
+	}
+	got := map[string][]byte{}
+	for _, f := range outs {
+		got[f.Name] = f.Data
+	}
+	for _, f := range ar.Files {
+		if !strings.HasSuffix(f.Name, goldenSuffix) || f.Name == goldenStderr {
+			continue
 		}
-		want = section(ar, goldenOut)
-		if !bytes.Equal(out, want) {
-			t.Errorf("%s differs (go test ./gen -run TestGolden -update to accept)\n%s", gen.OutputName,
-				gen.Diff(gen.File{Path: gen.OutputName, Old: want, Content: out}, ""))
+		if _, ok := got[f.Name]; !ok {
+			t.Errorf("%s expected but not generated", strings.TrimSuffix(f.Name, goldenSuffix))
 		}
 	}
-	if compiles {
-		// Place the output next to its inputs for the compile step.
-		if err := os.WriteFile(filepath.Join(dir, gen.OutputName), out, 0o644); err != nil {
-			t.Fatal(err)
+	for name, data := range got {
+		want := section(ar, name)
+		if want == nil {
+			t.Errorf("unexpected output %s:\n%s", strings.TrimSuffix(name, goldenSuffix), data)
+		} else if !bytes.Equal(data, want) {
+			t.Errorf("%s differs (go test ./gen -run TestGolden -update to accept)\n%s", strings.TrimSuffix(name, goldenSuffix),
+				gen.Diff(gen.File{Path: name, Old: want, Content: data}, ""))
 		}
 	}
 	return compiles
