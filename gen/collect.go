@@ -114,6 +114,7 @@ func (c *collector) function(fd *ast.FuncDecl, cm *ast.Comment) *Func {
 		return nil
 	}
 	fn := &Func{Kind: kind, Name: fd.Name.Name, Directive: d, decl: fd, dirPos: cm.Slash}
+	c.out.intended = append(c.out.intended, wrapperNames(kind, fn.Name)...)
 	var probs []problem
 	switch kind {
 	case KindStep:

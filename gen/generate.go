@@ -80,11 +80,9 @@ func Generate(opts Options) (*Result, error) {
 		}
 		pkg := collect(ds, p, skip)
 		pkg.Dir = filepath.Dir(genPath)
-		if assignNames(ds, pkg) {
-			for _, fn := range pkg.Funcs {
-				generated[fn.Wrapper] = true
-				generated[fn.Second] = true
-			}
+		assignNames(ds, pkg)
+		for _, n := range pkg.intended {
+			generated[n] = true
 		}
 		checkDurableNames(ds, pkg)
 		pkgs = append(pkgs, pkg)
@@ -93,7 +91,7 @@ func Generate(opts Options) (*Result, error) {
 		loadErrors(ds, p, generated)
 	}
 
-	for i, pkg := range pkgs {
+	for _, pkg := range pkgs {
 		if pkg.Dir == "." {
 			continue
 		}
@@ -121,7 +119,6 @@ func Generate(opts Options) (*Result, error) {
 			continue
 		}
 		res.Files = append(res.Files, File{Path: path, Content: src, Old: old})
-		_ = i
 	}
 
 	res.Diagnostics = sortDiagnostics(ds.list)

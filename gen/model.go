@@ -18,6 +18,9 @@ type Package struct {
 	Version string
 
 	scope map[string]bool // package-level names the generated file must avoid
+	// intended are the wrapper names of every directive, valid or not: user
+	// code calling them is expected to fail to type-check until generation.
+	intended []string
 }
 
 // Func is one annotated function or method.

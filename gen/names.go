@@ -53,20 +53,17 @@ func assignNames(ds *diags, pkg *Package) bool {
 	}
 	for _, fn := range pkg.Funcs {
 		key := fn.key()
+		names := wrapperNames(fn.Kind, fn.Name)
+		fn.Wrapper = names[0]
+		if len(names) > 1 {
+			fn.Second = names[1]
+		}
 		switch fn.Kind {
 		case KindStep:
-			fn.Wrapper, fn.Second = fn.Name+"Step", fn.Name+"StepAsync"
 			fn.OptionsVar = helperPrefix + "Step_" + key
 		case KindTransaction:
-			fn.Wrapper = fn.Name + "Tx"
 			fn.OptionsVar = helperPrefix + "Tx_" + key
 		case KindWorkflow:
-			fn.Wrapper = fn.Name + "Workflow"
-			if token.IsExported(fn.Name) {
-				fn.Second = "Start" + fn.Name + "Workflow"
-			} else {
-				fn.Second = "start" + upperFirst(fn.Name) + "Workflow"
-			}
 			fn.OptionsVar = helperPrefix + "Workflow_" + key
 			fn.ArgsType = helperPrefix + "Args_" + key
 		}
@@ -82,6 +79,22 @@ func assignNames(ds *diags, pkg *Package) bool {
 		}
 	}
 	return ok
+}
+
+// wrapperNames are the wrappers generated for a function called name: the
+// run-and-wait one first, then the async or start one. The wrapper keeps the
+// function's exportedness.
+func wrapperNames(kind Kind, name string) []string {
+	switch kind {
+	case KindStep:
+		return []string{name + "Step", name + "StepAsync"}
+	case KindTransaction:
+		return []string{name + "Tx"}
+	}
+	if token.IsExported(name) {
+		return []string{name + "Workflow", "Start" + name + "Workflow"}
+	}
+	return []string{name + "Workflow", "start" + upperFirst(name) + "Workflow"}
 }
 
 func describe(fn *Func, name string, method bool) string {
