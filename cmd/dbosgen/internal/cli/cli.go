@@ -76,7 +76,13 @@ func generate(args []string, stdout, stderr io.Writer) int {
 	}
 	res, err := gen.Generate(opts)
 	if err != nil {
-		fmt.Fprintln(stderr, "dbosgen:", err)
+		// go/packages wraps the go command's complaint ("go.mod file not
+		// found") in "err: exit status 1: stderr: ..."; show the complaint.
+		msg := err.Error()
+		if i := strings.LastIndex(msg, "stderr: "); i >= 0 {
+			msg = strings.TrimSpace(msg[i+len("stderr: "):])
+		}
+		fmt.Fprintln(stderr, "dbosgen:", msg)
 		return exitError
 	}
 	nerr := 0
