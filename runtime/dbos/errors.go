@@ -65,7 +65,9 @@ func (e *MaxStepRetriesExceededError) Error() string {
 }
 
 // Is makes errors.Is(err, ErrMaxStepRetriesExceeded) true.
-func (e *MaxStepRetriesExceededError) Is(target error) bool { return target == ErrMaxStepRetriesExceeded }
+func (e *MaxStepRetriesExceededError) Is(target error) bool {
+	return target == ErrMaxStepRetriesExceeded
+}
 
 // Unwrap returns every attempt's error, first attempt first.
 func (e *MaxStepRetriesExceededError) Unwrap() []error { return e.Errors }

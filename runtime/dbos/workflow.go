@@ -253,11 +253,16 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 // conclude records a finished body's outcome and returns what callers see.
 func (rt *Runtime) conclude(ctx context.Context, wf *workflowState, v any, err error) (any, error) {
 	if abort := wf.aborted(); abort != nil {
-		// The runtime could not stand behind an outcome (nondeterminism, a
-		// corrupt record, a database failure): leave the workflow PENDING so
-		// a fixed deployment can recover it.
-		rt.log.Error("workflow stopped without recording an outcome", "workflow_id", wf.id, "workflow", wf.name, "error", abort)
-		return nil, abort
+		if errors.Is(abort, ErrDatabase) || errors.Is(abort, ErrCorruptRecord) {
+			// The outcome cannot be recorded now, or a record needs repair:
+			// leave the workflow PENDING, its rows untouched, so recovery
+			// finishes it once the database is back or the row is fixed.
+			rt.log.Error("workflow stopped without recording an outcome", "workflow_id", wf.id, "workflow", wf.name, "error", abort)
+			return nil, abort
+		}
+		// Nondeterminism: whatever the body made of the error, the workflow
+		// cannot stand behind another outcome.
+		v, err = nil, abort
 	}
 	if err != nil && ctx.Err() != nil {
 		cause := context.Cause(ctx)

@@ -1,0 +1,7 @@
+package dbos
+
+import "github.com/jackc/pgx/v5"
+
+// SetTracer installs a pgx tracer on the system database pool, so tests can
+// count the statements each operation sends.
+func SetTracer(cfg *Config, t pgx.QueryTracer) { cfg.tracer = t }
