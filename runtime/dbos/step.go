@@ -104,6 +104,12 @@ func RunStepAsync[R any](ctx context.Context, opts *StepOptions, fn func(context
 	case wf != nil:
 		id := wf.nextStepID()
 		run = func() (R, error) { return runStepAt(ctx, wf, id, opts, fn) }
+		// Shutdown waits for it like for its workflow; the workflow's own
+		// count is held, so this Add cannot race Shutdown's Wait.
+		wf.rt.wg.Add(1)
+		defer func() {
+			go func() { <-f.done; wf.rt.wg.Done() }()
+		}()
 	}
 	go func() {
 		defer close(f.done)
