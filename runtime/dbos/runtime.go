@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -117,6 +118,11 @@ func openPool(ctx context.Context, t dbTarget, tracer pgx.QueryTracer) (*pgxpool
 	}
 	if pc.ConnConfig.ConnectTimeout == 0 {
 		pc.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if !strings.Contains(t.url, "pool_max_conns") {
+		// pgxpool's default (4 on a small machine) would queue concurrent
+		// workflows' checkpoints behind each other.
+		pc.MaxConns = max(pc.MaxConns, 16)
 	}
 	if tracer != nil {
 		pc.ConnConfig.Tracer = tracer

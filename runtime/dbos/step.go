@@ -107,10 +107,10 @@ func RunStepAsync[R any](ctx context.Context, opts *StepOptions, fn func(context
 		// Shutdown waits for it like for its workflow; the workflow's own
 		// count is held, so this Add cannot race Shutdown's Wait.
 		wf.rt.wg.Add(1)
-		done := run
+		step := run
 		run = func() (R, error) {
 			defer wf.rt.wg.Done()
-			return done()
+			return step()
 		}
 	}
 	go func() {
