@@ -3,6 +3,7 @@ package dbos
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"runtime/debug"
 	"time"
@@ -192,7 +193,10 @@ func runAttempts[R any](ctx context.Context, opts *StepOptions, info StepInfo, f
 		if i == max-1 {
 			break
 		}
-		t := time.NewTimer(opts.Delay(i))
+		delay := opts.Delay(i)
+		loggerFor(ctx).Warn("step attempt failed; retrying", "step", opts.Name, "workflow_id", info.WorkflowID,
+			"step_id", info.StepID, "attempt", i+1, "max_attempts", max, "retry_in", delay, "error", err)
+		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -211,4 +215,11 @@ func callSafely[R any](ctx context.Context, fn func(context.Context) (R, error))
 		}
 	}()
 	return fn(ctx)
+}
+
+func loggerFor(ctx context.Context) *slog.Logger {
+	if rt, err := runtimeFrom(ctx); err == nil {
+		return rt.log
+	}
+	return slog.Default()
 }
