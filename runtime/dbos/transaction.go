@@ -3,6 +3,7 @@ package dbos
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -44,10 +45,20 @@ type TransactionOptions struct {
 // appDB is the application database, where transactions run.
 type appDB struct {
 	db       *sqlx.DB
+	ro       *sqlx.DB // SQLite: the read-only pool, for read-only transactions and lookups
 	sqlite   bool
 	same     bool // the system database: the checkpoint commits with the user's writes
 	recorder sysdb.TxRecorder
 	close    func()
+}
+
+// reader is where recorded outcomes are looked up: on SQLite the read pool,
+// which never waits for the single write connection.
+func (a *appDB) reader() *sqlx.DB {
+	if a.ro != nil {
+		return a.ro
+	}
+	return a.db
 }
 
 func openApp(ctx context.Context, rc resolved, store sysdb.Store) (*appDB, error) {
@@ -57,20 +68,21 @@ func openApp(ctx context.Context, rc resolved, store sysdb.Store) (*appDB, error
 	case a.sqlite && a.same:
 		// The store's write pool has one connection: a transaction holding
 		// it is the process's write lock on the file (see sysdb.SQLite).
-		a.db = sqlx.NewDb(store.(*sysdb.SQLite).DB(), "sqlite")
+		s := store.(*sysdb.SQLite)
+		a.db, a.ro = sqlx.NewDb(s.WriteDB(), "sqlite"), sqlx.NewDb(s.ReadDB(), "sqlite")
 		a.close = func() {}
 		return a, nil
 	case a.sqlite:
 		s, err := sysdb.OpenSQLite(ctx, rc.app.path)
 		if err == nil {
-			if err = sysdb.MigrateSQLiteApp(ctx, s.DB()); err != nil {
+			if err = sysdb.MigrateSQLiteApp(ctx, s.WriteDB()); err != nil {
 				s.Close()
 			}
 		}
 		if err != nil {
 			return nil, errorf(ErrDatabase, err, "dbos: application database %s", rc.app)
 		}
-		a.db, a.close = sqlx.NewDb(s.DB(), "sqlite"), s.Close
+		a.db, a.ro, a.close = sqlx.NewDb(s.WriteDB(), "sqlite"), sqlx.NewDb(s.ReadDB(), "sqlite"), s.Close
 		return a, nil
 	}
 	db, err := sqlx.Open("pgx", rc.app.url)
@@ -103,14 +115,30 @@ func (rt *Runtime) AppDB() *sqlx.DB { return rt.app.db }
 // Inside a workflow it takes the next step ID, and its outcome is recorded in
 // the same database transaction as fn's writes, so those writes happen
 // exactly once: a replay returns the recorded outcome without running fn.
-// Serialization failures and deadlocks retry in a fresh transaction with
-// backoff; errors returned by fn are recorded, not retried. Outside a
-// workflow fn runs in a transaction with the same retries and nothing is
-// recorded.
+// Serialization failures and deadlocks (SQLSTATE 40001, 40P01), and a
+// connection lost before the commit, run fn again in a fresh transaction
+// after a backoff; errors returned by fn roll the transaction back and are
+// recorded, not retried. When the database fails in a way that leaves the
+// outcome unknown, the workflow stops without recording one and stays
+// PENDING, so recovery settles it from the database.
+//
+// Outside a workflow fn runs once per call in a transaction, with the same
+// retries, and nothing is recorded. Inside a step or another transaction
+// RunTransaction refuses with ErrTransactionInStep.
+//
+// Read-only transactions have no effects to protect: their result is
+// checkpointed after they end, like a step's. On SQLite every transaction is
+// SERIALIZABLE whatever the isolation asked, and read-only transactions run
+// on the read-only connections, so they never wait for the writer and
+// cannot write.
 func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn func(context.Context, *sqlx.Tx) (R, error)) (R, error) {
 	var zero R
 	if s := stepFrom(ctx); s != nil {
-		return zero, fmt.Errorf("%w: transaction %s called from %s", ErrTransactionInStep, opts.Name, s.info.Name)
+		what := "step"
+		if s.tx {
+			what = "transaction"
+		}
+		return zero, fmt.Errorf("%w: transaction %s called from %s %s", ErrTransactionInStep, opts.Name, what, s.info.Name)
 	}
 	rt, err := runtimeFrom(ctx)
 	if err != nil {
@@ -118,7 +146,11 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 	}
 	wf := workflowFrom(ctx)
 	if wf == nil {
-		out, _, err := runTx(ctx, rt, opts, StepInfo{Name: opts.Name}, nil, fn)
+		out, _, err := runTx(ctx, rt, opts, StepInfo{Name: opts.Name, MaxAttempts: 1}, nil, fn)
+		var infra *infraError
+		if errors.As(err, &infra) {
+			err = infra.err
+		}
 		return out, err
 	}
 	id := wf.nextStepID()
@@ -130,7 +162,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		// A previous execution may have committed in the application
 		// database and crashed before its system checkpoint: that record is
 		// authoritative, and is copied to the system database now.
-		rec, found, err := rt.app.recorder.Lookup(ctx, rt.app.db, wf.id, id)
+		rec, found, err := rt.app.recorder.Lookup(ctx, rt.app.reader(), wf.id, id)
 		if err != nil {
 			return zero, wf.abort(errorf(ErrDatabase, err, "dbos: reading transaction %d (%s) of workflow %s", id, opts.Name, wf.id))
 		}
@@ -144,6 +176,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		rowp = nil // a read-only transaction cannot write its checkpoint; it has no effects to protect
 	}
 	out, rec, err := runTx(ctx, rt, opts, info, rowp, fn)
+	var infra *infraError
 	switch {
 	case errors.Is(err, errAlreadyRecorded):
 		if rt.app.same {
@@ -154,6 +187,10 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		return out, err // interrupted: not an outcome
 	case err != nil && wf.aborted() != nil:
 		return out, err
+	case errors.As(err, &infra):
+		// Not the function's outcome: leave the step unrecorded and the
+		// workflow PENDING; recovery finds what, if anything, committed.
+		return out, wf.abort(infra.err)
 	case err == nil && rowp != nil && rt.app.same:
 		return out, nil // the checkpoint committed with the writes
 	}
@@ -176,53 +213,108 @@ func backfill[R any](wf *workflowState, rec sysdb.StepRow, name string) (R, erro
 
 var errAlreadyRecorded = errors.New("transaction outcome already recorded")
 
-// runTx runs fn in a transaction, retrying serialization failures. With a
-// row, fn's output is recorded inside the transaction; if another execution
-// recorded this step first, runTx rolls back and returns that record with
-// errAlreadyRecorded.
+// infraError is a failure of the database rather than of the function: it
+// is not the transaction's outcome and is never recorded.
+type infraError struct{ err error }
+
+func (e *infraError) Error() string { return e.err.Error() }
+func (e *infraError) Unwrap() error { return e.err }
+
+// retryError asks runTx to run the transaction again: it lost a
+// serialization conflict or its connection, and did not commit.
+type retryError struct {
+	reason string
+	err    error
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+// runTx runs fn in a transaction, retrying serialization failures and lost
+// connections. With a row, fn's output is recorded inside the transaction;
+// if another execution recorded this step first, runTx returns that record
+// with errAlreadyRecorded.
 func runTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, info StepInfo, row *sysdb.StepRow,
 	fn func(context.Context, *sqlx.Tx) (R, error)) (R, sysdb.StepRow, error) {
-	var zero R
 	delay := 10 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		info.Attempt = attempt
 		out, rec, err := tryTx(ctx, rt, opts, info, row, fn)
-		var lost *retryableCommit
-		if err == nil || !(sysdb.IsSerializationFailure(err) || errors.As(err, &lost)) || ctx.Err() != nil {
+		var again *retryError
+		if !errors.As(err, &again) {
 			return out, rec, err
 		}
-		rt.log.Info("transaction retried after a serialization failure", "transaction", opts.Name,
-			"workflow_id", info.WorkflowID, "step_id", info.StepID, "attempt", attempt+1, "error", err)
+		if ctx.Err() != nil {
+			return out, rec, again.err
+		}
+		rt.log.Info("transaction retried after a "+again.reason, "transaction", opts.Name,
+			"workflow_id", info.WorkflowID, "step_id", info.StepID, "attempt", attempt+1, "error", again.err)
 		rt.txRetries.Add(1)
+		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
 		select {
 		case <-ctx.Done():
-			return zero, rec, ctx.Err()
-		case <-time.After(delay/2 + rand.N(delay/2+1)):
+			t.Stop()
+			return out, rec, again.err
+		case <-t.C:
 		}
 		delay = min(delay*2, time.Second)
 	}
 }
 
+// retryable wraps err for another attempt if the transaction lost a
+// serialization conflict or its connection; nil otherwise.
+func retryable(err error) error {
+	switch {
+	case sysdb.IsSerializationFailure(err):
+		return &retryError{"serialization failure", err}
+	case errors.Is(err, driver.ErrBadConn) || sysdb.IsTransient(err):
+		return &retryError{"connection failure", err}
+	}
+	return nil
+}
+
 func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, info StepInfo, row *sysdb.StepRow,
 	fn func(context.Context, *sqlx.Tx) (R, error)) (out R, rec sysdb.StepRow, err error) {
 	a := rt.app
+	db := a.db
 	txOpts := &sql.TxOptions{Isolation: opts.Isolation.sqlLevel(), ReadOnly: opts.ReadOnly}
 	if a.sqlite {
-		txOpts = nil // SQLite is serializable; the driver accepts no levels
+		// SQLite is serializable and its driver takes no levels; read-only
+		// transactions go to the query_only pool.
+		txOpts = nil
+		if opts.ReadOnly {
+			db, txOpts = a.ro, &sql.TxOptions{ReadOnly: true}
+		}
 	}
-	tx, err := a.db.BeginTxx(ctx, txOpts)
+	tx, err := db.BeginTxx(ctx, txOpts)
 	if err != nil {
-		return out, rec, errorf(ErrDatabase, err, "dbos: beginning transaction %s", opts.Name)
+		if again := retryable(err); again != nil && ctx.Err() == nil {
+			return out, rec, again
+		}
+		return out, rec, &infraError{errorf(ErrDatabase, err, "dbos: beginning transaction %s", opts.Name)}
 	}
-	committed := false
+	done := false
 	defer func() {
-		if !committed {
+		if !done {
 			_ = tx.Rollback()
 		}
 	}()
 	txCtx := context.WithValue(ctx, stepKey, &stepState{info: info, tx: true})
 	out, err = callSafely(txCtx, func(c context.Context) (R, error) { return fn(c, tx) })
 	if err != nil {
+		if ctx.Err() != nil {
+			return out, rec, err
+		}
+		if sysdb.IsSerializationFailure(err) {
+			return out, rec, &retryError{"serialization failure", err}
+		}
+		// An error caused by a lost connection is not the function's
+		// outcome: nothing committed, run it again.
+		if _, perr := tx.ExecContext(ctx, "SELECT 1"); perr != nil && !a.sqlite {
+			if again := retryable(perr); again != nil {
+				return out, rec, &retryError{"connection failure", err}
+			}
+		}
 		return out, rec, err
 	}
 	if row != nil {
@@ -232,40 +324,70 @@ func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, in
 		}
 		fresh, err := a.recorder.Record(ctx, tx.Tx, r)
 		if err != nil {
-			return out, rec, err
+			if again := retryable(err); again != nil && ctx.Err() == nil {
+				return out, rec, again
+			}
+			// The function left its transaction unusable (it swallowed an
+			// error, or committed or rolled back itself): that is its outcome.
+			return out, rec, fmt.Errorf("dbos: transaction %s: recording its outcome in its own transaction: %w", opts.Name, err)
 		}
 		if !fresh {
 			_ = tx.Rollback()
-			committed = true
-			rec, _, err = a.recorder.Lookup(ctx, a.db, r.WorkflowID, r.StepID)
-			if err != nil {
-				return out, rec, errorf(ErrDatabase, err, "dbos: reading transaction %d of workflow %s", r.StepID, r.WorkflowID)
-			}
-			return out, rec, errAlreadyRecorded
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		committed = true
-		if row == nil || sysdb.IsSerializationFailure(err) {
+			done = true
+			rec, err = lookupRecorded(rt, r)
 			return out, rec, err
 		}
-		// The acknowledgement may be lost while the commit landed: the
-		// record in the database says which.
-		got, found, lerr := a.recorder.Lookup(context.WithoutCancel(ctx), a.db, row.WorkflowID, row.StepID)
-		if lerr == nil && found {
-			return out, got, errAlreadyRecorded
-		}
-		if lerr == nil && sysdb.IsTransient(err) {
-			return out, rec, &retryableCommit{err}
-		}
-		return out, rec, errorf(ErrDatabase, err, "dbos: committing transaction %s", opts.Name)
 	}
-	committed = true
-	return out, rec, nil
+	err = tx.Commit()
+	done = true
+	if err == nil {
+		return out, rec, nil
+	}
+	if sysdb.IsSerializationFailure(err) {
+		return out, rec, &retryError{"serialization failure", err}
+	}
+	if row == nil {
+		if opts.ReadOnly && retryable(err) != nil {
+			return out, rec, retryable(err) // no effects: safe to run again
+		}
+		// Outside a workflow nothing says whether a commit that lost its
+		// connection landed.
+		return out, rec, &infraError{errorf(ErrDatabase, err, "dbos: committing transaction %s", opts.Name)}
+	}
+	// The acknowledgement may be lost while the commit landed: the record
+	// in the database says which.
+	var found bool
+	lerr := rt.retryDB(rt.dbCtx, func(c context.Context) (e error) {
+		rec, found, e = a.recorder.Lookup(c, a.reader(), row.WorkflowID, row.StepID)
+		return e
+	})
+	switch {
+	case lerr != nil:
+		return out, rec, &infraError{errorf(ErrDatabase, err, "dbos: committing transaction %s (whether it committed is unknown: %v)", opts.Name, lerr)}
+	case found:
+		return out, rec, errAlreadyRecorded
+	case retryable(err) != nil:
+		return out, rec, retryable(err) // it did not land
+	}
+	// The server refused the commit (a deferred constraint, say): the
+	// transaction rolled back, and that is its outcome.
+	return out, rec, fmt.Errorf("dbos: committing transaction %s: %w", opts.Name, err)
 }
 
-// retryableCommit marks a commit known not to have landed: run it again.
-type retryableCommit struct{ err error }
-
-func (e *retryableCommit) Error() string { return "commit did not land: " + e.err.Error() }
-func (e *retryableCommit) Unwrap() error { return e.err }
+// lookupRecorded reads the outcome another execution recorded for row's
+// step, and returns it with errAlreadyRecorded.
+func lookupRecorded(rt *Runtime, row sysdb.StepRow) (sysdb.StepRow, error) {
+	var rec sysdb.StepRow
+	var found bool
+	err := rt.retryDB(rt.dbCtx, func(c context.Context) (e error) {
+		rec, found, e = rt.app.recorder.Lookup(c, rt.app.reader(), row.WorkflowID, row.StepID)
+		return e
+	})
+	if err == nil && !found {
+		err = errors.New("recorded outcome vanished")
+	}
+	if err != nil {
+		return rec, &infraError{errorf(ErrDatabase, err, "dbos: reading transaction %d of workflow %s", row.StepID, row.WorkflowID)}
+	}
+	return rec, errAlreadyRecorded
+}
