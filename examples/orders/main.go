@@ -71,6 +71,10 @@ func init() { dbos.RegisterError(errOutOfStock) }
 var (
 	paymentAPI string
 	crashAfter int
+	// appReady is closed once main has created the application's tables.
+	// dbos.Launch may resume an unfinished checkout before that: the
+	// workflow waits for it.
+	appReady = make(chan struct{})
 )
 
 // reserveStock takes qty units of sku off the shelf and returns how many are
@@ -163,6 +167,11 @@ func recordOrder(ctx context.Context, tx *sqlx.Tx, o Order, chargeID string) err
 //
 //dbos:workflow max_recovery_attempts=10
 func checkout(ctx context.Context, o Order) (Receipt, error) {
+	select {
+	case <-appReady:
+	case <-ctx.Done():
+		return Receipt{}, ctx.Err()
+	}
 	id, _ := dbos.WorkflowID(ctx)
 	fmt.Printf("workflow %s: checkout of %d × %s for %s\n", id, o.Qty, o.SKU, money(o.Cents))
 
@@ -308,6 +317,7 @@ func run(o Order, failures int64) error {
 	default:
 		fmt.Printf("workflow %s already finished (%s): asking for it again returns its recorded outcome, nothing runs\n", id, st.Status)
 	}
+	close(appReady)
 
 	h, err := startCheckoutWorkflow(dbos.WithWorkflowID(ctx, id), o)
 	if err != nil {
@@ -339,7 +349,7 @@ func run(o Order, failures int64) error {
 func createTables(ctx context.Context, db *sqlx.DB) error {
 	for _, q := range []string{
 		`CREATE TABLE IF NOT EXISTS stock (sku TEXT PRIMARY KEY, qty INTEGER NOT NULL)`,
-		`INSERT INTO stock (sku, qty) VALUES ('widget', 100), ('gadget', 10) ON CONFLICT (sku) DO NOTHING`,
+		`INSERT INTO stock (sku, qty) VALUES ('widget', 1000), ('gadget', 10) ON CONFLICT (sku) DO NOTHING`,
 		`CREATE TABLE IF NOT EXISTS orders (order_id TEXT PRIMARY KEY, sku TEXT NOT NULL, qty INTEGER NOT NULL,
 			cents BIGINT NOT NULL, charge_id TEXT NOT NULL)`,
 	} {

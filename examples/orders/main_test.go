@@ -21,7 +21,7 @@ func TestOrdersCrashAndResume(t *testing.T) {
 			}
 			extest.Contains(t, r.Output,
 				"placing order 1001 as workflow order-1001",
-				"step 1 reserveStock (transaction): done, checkpointed: reserved 2 × widget, 98 left",
+				"step 1 reserveStock (transaction): done, checkpointed: reserved 2 × widget, 998 left",
 				"attempt 1 of 6: POST /charges -> 503",
 				"retry_in=250ms",
 				"attempt 2 of 6: POST /charges -> 503",
@@ -43,21 +43,21 @@ func TestOrdersCrashAndResume(t *testing.T) {
 				"step 4 recordOrder (transaction): done, checkpointed")
 			extest.Contains(t, r.Output,
 				"step 3 sendConfirmation (async step): done, checkpointed: confirmation msg-1001 sent",
-				"receipt: order 1001, charge "+charge+", confirmation msg-1001, 98 left in stock",
-				"database: 1 row for order 1001 in table orders; 98 × widget in stock")
-			extest.Lacks(t, r.Output, "POST /charges", "reserved 2 × widget, 96")
+				"receipt: order 1001, charge "+charge+", confirmation msg-1001, 998 left in stock",
+				"database: 1 row for order 1001 in table orders; 998 × widget in stock")
+			extest.Lacks(t, r.Output, "POST /charges", "reserved 2 × widget, 996")
 
 			r = extest.Run(t, e, bin)
 			extest.Contains(t, r.Output,
 				"workflow order-1001 already finished (SUCCESS)",
 				"receipt: order 1001, charge "+charge,
-				"database: 1 row for order 1001 in table orders; 98 × widget in stock")
+				"database: 1 row for order 1001 in table orders; 998 × widget in stock")
 			extest.Lacks(t, r.Output, "step 1", "POST /charges")
 
 			// Another order runs straight through; one that cannot be
 			// served fails with the recorded out-of-stock error.
 			r = extest.Run(t, e, bin, "-order", "1002", "-failures", "0")
-			extest.Contains(t, r.Output, "attempt 1 of 6: POST /charges -> 200 OK", "96 × widget in stock")
+			extest.Contains(t, r.Output, "attempt 1 of 6: POST /charges -> 200 OK", "996 × widget in stock")
 			r = extest.Run(t, e, bin, "-order", "1003", "-sku", "gadget", "-qty", "11")
 			if r.ExitCode != 1 {
 				t.Fatalf("out of stock: exit %d, want 1", r.ExitCode)

@@ -1,0 +1,104 @@
+# dbosgen: make demo, make test, make check, make generate, make bench,
+# make fuzz, make torture. See README.md.
+
+SHELL := /bin/bash
+GO    ?= go
+
+# The PostgreSQL server tests create their databases on (read by the tests).
+export DBOSGEN_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable
+
+# A fresh order number per make demo, so every demo crashes and resumes.
+DEMO_ORDER := demo-$(shell date +%s)
+
+FUZZTIME   ?= 60s
+BENCHTIME  ?= 2s
+BENCHCOUNT ?= 1
+TEST_TIMEOUT ?= 30m
+
+.PHONY: help demo test vet fmt-check gotest deps postgres generate check bench fuzz torture clean
+
+help:
+	@echo "make demo      run examples/orders: crash it after step 2, watch it resume (embedded SQLite, no setup)"
+	@echo "make test      go vet, gofmt check, go test -race ./... on PostgreSQL and SQLite (starts local PostgreSQL)"
+	@echo "make check     fail if a generated dbos_gen.go in examples/ is out of date"
+	@echo "make generate  regenerate examples/*/dbos_gen.go and the generator's golden files"
+	@echo "make bench     runtime benchmarks next to raw pgx / database/sql baselines, as a table"
+	@echo "make fuzz      fuzz the directive parser for FUZZTIME ($(FUZZTIME))"
+	@echo "make torture   the fault-injection suite (about 5 minutes of faults)"
+
+# The first command of the quickstart: a durable checkout on the embedded
+# SQLite default (.dbos/orders.sqlite). The first run kills itself with
+# SIGKILL after two steps; the second resumes after them; the third returns
+# the recorded receipt without running anything.
+demo:
+	@$(GO) build -o bin/orders ./examples/orders
+	@echo
+	@echo "=== 1/3: place order $(DEMO_ORDER); the process kills itself (SIGKILL) after step 2 ==="
+	@./bin/orders -order $(DEMO_ORDER) -crash-after 2 || echo "=== the process died (exit status $$?), as asked ==="
+	@echo
+	@echo "=== 2/3: run it again: dbos.Launch resumes the workflow after its last completed step ==="
+	@./bin/orders -order $(DEMO_ORDER)
+	@echo
+	@echo "=== 3/3: and again: the workflow has finished; its recorded receipt comes back ==="
+	@./bin/orders -order $(DEMO_ORDER)
+	@echo
+	@echo "Done. The state is in .dbos/orders.sqlite; the code is in examples/orders/main.go."
+	@echo "Try: go run ./examples/greetings    (the DBOS steps & transactions tutorial, in Go)"
+
+test: deps vet fmt-check postgres gotest
+	@echo "==> make test passed"
+
+# Installs what a fresh machine with only Go lacks: a C compiler for -race.
+deps:
+	@command -v $(GO) >/dev/null || { echo "Go is required: https://go.dev/dl/" >&2; exit 1; }
+	@if ! command -v gcc >/dev/null && ! command -v cc >/dev/null; then \
+		echo "==> go test -race needs a C compiler; installing gcc"; \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; \
+		else echo "install gcc (e.g. apt-get install gcc) and run make test again" >&2; exit 1; fi; \
+	fi
+
+vet:
+	@echo "==> go vet ./..."
+	@$(GO) vet ./...
+
+fmt-check:
+	@echo "==> gofmt check"
+	@files=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go' | grep -v '/testdata/')); \
+	if [ -n "$$files" ]; then echo "these files are not gofmt-clean (run gofmt -w on them):"; echo "$$files"; exit 1; fi
+
+postgres:
+	@.ci/ensure-postgres
+
+# Each package's result is printed as it finishes; the slowest (runtime/dbos,
+# with its crash tests) takes a few minutes on 2 cores.
+gotest:
+	@echo "==> go test -race ./... (PostgreSQL at $(DBOSGEN_TEST_POSTGRES_URL) and SQLite)"
+	@start=$$(date +%s); \
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./... ; status=$$?; \
+	echo "==> go test took $$(( $$(date +%s) - start ))s"; exit $$status
+
+# Regenerates the examples' dbos_gen.go and the generator's golden files.
+generate:
+	$(GO) generate ./examples/...
+	$(GO) test ./gen -run TestGolden -update
+
+# Generated code up to date (what CI runs).
+check:
+	$(GO) run ./cmd/dbosgen -check ./examples/...
+
+bench: postgres
+	@echo "==> go test -bench . ./runtime/dbos (BENCHTIME=$(BENCHTIME), BENCHCOUNT=$(BENCHCOUNT)); raw output in bin/bench.txt"
+	@mkdir -p bin
+	@$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./runtime/dbos | tee bin/bench.txt
+	@echo
+	@$(GO) run ./internal/benchtable < bin/bench.txt
+
+fuzz:
+	$(GO) test ./gen -run '^$$' -fuzz FuzzParseDirective -fuzztime $(FUZZTIME)
+
+torture: postgres
+	$(GO) test -race -run TestTorture -timeout 40m ./runtime/internal/torture -v -args -torture.duration=5m
+
+clean:
+	rm -rf bin .dbos
