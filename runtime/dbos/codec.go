@@ -14,13 +14,23 @@ import (
 // message, the type name and which registered sentinels the error matched.
 
 type errorRecord struct {
-	Message     string        `json:"message"`
-	Type        string        `json:"type,omitempty"`
-	Is          []string      `json:"is,omitempty"`
-	Step        string        `json:"step,omitempty"`
-	MaxAttempts int           `json:"max_attempts,omitempty"`
-	Panic       bool          `json:"panic,omitempty"`
-	Causes      []errorRecord `json:"causes,omitempty"`
+	Message     string   `json:"message"`
+	Type        string   `json:"type,omitempty"`
+	Is          []string `json:"is,omitempty"`
+	Step        string   `json:"step,omitempty"`
+	MaxAttempts int      `json:"max_attempts,omitempty"`
+	Panic       bool     `json:"panic,omitempty"`
+	// Nondeterministic keeps a NondeterministicError's fields, so that
+	// errors.As finds one after the round trip too.
+	Nondeterministic *ndRecord     `json:"nondeterministic,omitempty"`
+	Causes           []errorRecord `json:"causes,omitempty"`
+}
+
+type ndRecord struct {
+	WorkflowID string `json:"workflow_id"`
+	StepID     int    `json:"step_id"`
+	Recorded   string `json:"recorded"`
+	Called     string `json:"called"`
 }
 
 var sentinels = struct {
@@ -91,6 +101,8 @@ func recordOf(err error) errorRecord {
 	case *PanicError:
 		r.Panic = true
 		r.Message = e.Value
+	case *NondeterministicError:
+		r.Nondeterministic = &ndRecord{WorkflowID: e.WorkflowID, StepID: e.StepID, Recorded: e.Recorded, Called: e.Called}
 	}
 	return r
 }
@@ -113,6 +125,9 @@ func (r errorRecord) toError() error {
 		return &MaxStepRetriesExceededError{Step: r.Step, MaxAttempts: r.MaxAttempts, Errors: causes}
 	case r.Panic:
 		return &PanicError{Value: r.Message}
+	case r.Nondeterministic != nil:
+		nd := r.Nondeterministic
+		return &NondeterministicError{WorkflowID: nd.WorkflowID, StepID: nd.StepID, Recorded: nd.Recorded, Called: nd.Called}
 	}
 	e := &RecordedError{Message: r.Message, Type: r.Type, causes: causes}
 	sentinels.RLock()
