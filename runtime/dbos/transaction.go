@@ -71,11 +71,17 @@ func openApp(ctx context.Context, rc resolved, store sysdb.Store) (*appDB, error
 		s := store.(*sysdb.SQLite)
 		a.db, a.ro = sqlx.NewDb(s.WriteDB(), "sqlite"), sqlx.NewDb(s.ReadDB(), "sqlite")
 		a.close = func() {}
+		if err := a.recorder.Prepare(ctx, s.WriteDB()); err != nil {
+			return nil, errorf(ErrDatabase, err, "dbos: application database %s", rc.app)
+		}
 		return a, nil
 	case a.sqlite:
 		s, err := sysdb.OpenSQLite(ctx, rc.app.path)
 		if err == nil {
-			if err = sysdb.MigrateSQLiteApp(ctx, s.WriteDB()); err != nil {
+			if err = sysdb.MigrateSQLiteApp(ctx, s.WriteDB()); err == nil {
+				err = a.recorder.Prepare(ctx, s.WriteDB())
+			}
+			if err != nil {
 				s.Close()
 			}
 		}

@@ -15,6 +15,7 @@ import (
 // runtime copies the outcome to the system database after the commit.
 type TxRecorder struct {
 	insert, lookup string
+	stmt           *sql.Stmt // the insert, prepared once (SQLite; see Prepare)
 }
 
 // Queryer is what TxRecorder reads through: a *sql.DB or a *sql.Tx.
@@ -46,9 +47,28 @@ WHERE workflow_uuid = $1 AND function_id = $2`,
 	return r
 }
 
+// Prepare prepares the insert on db, whose transactions Record will then
+// reuse it in. Worth it on SQLite, whose driver otherwise compiles the
+// statement at every call; pgx caches its statements by itself.
+func (r *TxRecorder) Prepare(ctx context.Context, db *sql.DB) error {
+	stmt, err := db.PrepareContext(ctx, r.insert)
+	if err != nil {
+		return err
+	}
+	r.stmt = stmt
+	return nil
+}
+
 // Record inserts the outcome in tx; false means one was recorded already.
-func (r TxRecorder) Record(ctx context.Context, tx *sql.Tx, s StepRow) (bool, error) {
-	res, err := tx.ExecContext(ctx, r.insert, s.WorkflowID, s.StepID, s.Name, s.Output, s.Error, time.Now().UnixMilli())
+func (r *TxRecorder) Record(ctx context.Context, tx *sql.Tx, s StepRow) (bool, error) {
+	args := []any{s.WorkflowID, s.StepID, s.Name, s.Output, s.Error, time.Now().UnixMilli()}
+	var res sql.Result
+	var err error
+	if r.stmt != nil {
+		res, err = tx.StmtContext(ctx, r.stmt).ExecContext(ctx, args...)
+	} else {
+		res, err = tx.ExecContext(ctx, r.insert, args...)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -57,7 +77,7 @@ func (r TxRecorder) Record(ctx context.Context, tx *sql.Tx, s StepRow) (bool, er
 }
 
 // Lookup reads a recorded outcome.
-func (r TxRecorder) Lookup(ctx context.Context, q Queryer, workflowID string, stepID int) (StepRow, bool, error) {
+func (r *TxRecorder) Lookup(ctx context.Context, q Queryer, workflowID string, stepID int) (StepRow, bool, error) {
 	s := StepRow{WorkflowID: workflowID, StepID: stepID}
 	err := q.QueryRowContext(ctx, r.lookup, workflowID, stepID).Scan(&s.Name, &s.Output, &s.Error)
 	if errors.Is(err, sql.ErrNoRows) {
