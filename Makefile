@@ -14,6 +14,10 @@ FUZZTIME   ?= 60s
 BENCHTIME  ?= 2s
 BENCHCOUNT ?= 1
 TEST_TIMEOUT ?= 30m
+# One test binary at a time: each runtime test opens pools of up to 16
+# PostgreSQL connections, and two packages at once can exhaust the server's
+# default max_connections of 100. On 2 cores little is lost.
+TEST_PARALLEL ?= 1
 
 .PHONY: help demo test vet fmt-check gotest deps postgres generate check bench fuzz torture clean
 
@@ -70,12 +74,11 @@ fmt-check:
 postgres:
 	@.ci/ensure-postgres
 
-# Each package's result is printed as it finishes; the slowest (runtime/dbos,
-# with its crash tests) takes a few minutes on 2 cores.
+# Each package's result is printed as it finishes.
 gotest:
-	@echo "==> go test -race ./... (PostgreSQL at $(DBOSGEN_TEST_POSTGRES_URL) and SQLite)"
+	@echo "==> go test -race -p $(TEST_PARALLEL) ./... (PostgreSQL at $(DBOSGEN_TEST_POSTGRES_URL) and SQLite)"
 	@start=$$(date +%s); \
-	$(GO) test -race -timeout $(TEST_TIMEOUT) ./... ; status=$$?; \
+	$(GO) test -race -p $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) ./... ; status=$$?; \
 	echo "==> go test took $$(( $$(date +%s) - start ))s"; exit $$status
 
 # Regenerates the examples' dbos_gen.go and the generator's golden files.
