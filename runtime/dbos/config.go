@@ -164,7 +164,36 @@ func resolveConfig(cfg Config) (resolved, error) {
 	} else {
 		r.sameDB = r.ApplicationDatabaseURL == r.SystemDatabaseURL
 	}
+	if r.app.engine == enginePostgres {
+		// The application database is opened through database/sql, whose
+		// pgx driver would send pgxpool's pool_* settings to the server as
+		// run-time parameters, which it refuses.
+		r.app.url = withoutPoolParams(r.app.url)
+	}
 	return r, nil
+}
+
+var poolParam = regexp.MustCompile(`(^|\s)pool_\w+=('[^']*'|\S*)`)
+
+// withoutPoolParams removes pgxpool's pool_* parameters from a PostgreSQL
+// URL or key=value connection string.
+func withoutPoolParams(s string) string {
+	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
+		q := u.Query()
+		changed := false
+		for k := range q {
+			if strings.HasPrefix(k, "pool_") {
+				q.Del(k)
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+			return u.String()
+		}
+		return s
+	}
+	return strings.TrimSpace(poolParam.ReplaceAllString(s, "$1"))
 }
 
 func sanitizeFileName(s string) string {
