@@ -44,8 +44,10 @@ func emit(pkg *Package, nm *naming) ([]byte, error) {
 	if len(workflows) > 0 {
 		e.register(workflows)
 	}
-	e.doc("The hash of this package's annotated functions, part of the default application version: recovery resumes only workflows started by the same code.")
-	f.Var().Id("_").Op("=").Qual(dbosPath, "RegisterVersion").Call(jen.Lit(pkg.Path), jen.Lit(pkg.Version))
+	e.doc(helperPrefix + "AppVersion is the hash of this package's annotated functions, part of the default application version: recovery resumes only workflows started by the same code.")
+	f.Const().Id(helperPrefix+"AppVersion").Op("=").Lit(pkg.Version)
+	f.Line()
+	f.Var().Id("_").Op("=").Qual(dbosPath, "RegisterVersion").Call(jen.Lit(pkg.Path), jen.Id(helperPrefix+"AppVersion"))
 
 	var buf bytes.Buffer
 	if err := f.Render(&buf); err != nil {

@@ -112,7 +112,9 @@ func init() {
 	})
 }
 
-// The hash of this package's annotated functions, part of the default
-// application version: recovery resumes only workflows started by the same
-// code.
-var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/greetings", "003da70dacd33af9fcd15c98f96d2d67d971abfcaff4d6cd6e6e8195a60430ce")
+// dbosgenAppVersion is the hash of this package's annotated functions, part of
+// the default application version: recovery resumes only workflows started by
+// the same code.
+const dbosgenAppVersion = "003da70dacd33af9fcd15c98f96d2d67d971abfcaff4d6cd6e6e8195a60430ce"
+
+var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/greetings", dbosgenAppVersion)

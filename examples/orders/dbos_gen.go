@@ -142,7 +142,9 @@ func init() {
 	})
 }
 
-// The hash of this package's annotated functions, part of the default
-// application version: recovery resumes only workflows started by the same
-// code.
-var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", "22d5fb618539a8aa4cbc843a9bc5f8b98a83d6e6f50994fae09cfc4e1a9f2912")
+// dbosgenAppVersion is the hash of this package's annotated functions, part of
+// the default application version: recovery resumes only workflows started by
+// the same code.
+const dbosgenAppVersion = "22d5fb618539a8aa4cbc843a9bc5f8b98a83d6e6f50994fae09cfc4e1a9f2912"
+
+var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", dbosgenAppVersion)

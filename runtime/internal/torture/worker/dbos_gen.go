@@ -122,7 +122,9 @@ func init() {
 	})
 }
 
-// The hash of this package's annotated functions, part of the default
-// application version: recovery resumes only workflows started by the same
-// code.
-var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/runtime/internal/torture/worker", "cac094748db0af08990a260cec160ce9ea7e1ed7a19799e3e7de5ab1a169ebfe")
+// dbosgenAppVersion is the hash of this package's annotated functions, part of
+// the default application version: recovery resumes only workflows started by
+// the same code.
+const dbosgenAppVersion = "cac094748db0af08990a260cec160ce9ea7e1ed7a19799e3e7de5ab1a169ebfe"
+
+var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/runtime/internal/torture/worker", dbosgenAppVersion)
