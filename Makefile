@@ -13,11 +13,14 @@ DEMO_ORDER := demo-$(shell date +%s)
 FUZZTIME   ?= 60s
 BENCHTIME  ?= 2s
 BENCHCOUNT ?= 1
-TEST_TIMEOUT ?= 30m
+TEST_TIMEOUT ?= 15m
 # One test binary at a time: each runtime test opens pools of up to 16
 # PostgreSQL connections, and two packages at once can exhaust the server's
 # default max_connections of 100. On 2 cores little is lost.
 TEST_PARALLEL ?= 1
+# The tests talk to PostgreSQL and build and run programs: results the go
+# command cannot cache safely.
+TEST_FLAGS ?= -count=1
 
 .PHONY: help demo test vet fmt-check gotest deps postgres generate check bench fuzz torture clean
 
@@ -78,7 +81,7 @@ postgres:
 gotest:
 	@echo "==> go test -race -p $(TEST_PARALLEL) ./... (PostgreSQL at $(DBOSGEN_TEST_POSTGRES_URL) and SQLite)"
 	@start=$$(date +%s); \
-	$(GO) test -race -p $(TEST_PARALLEL) -timeout $(TEST_TIMEOUT) ./... ; status=$$?; \
+	$(GO) test -race -p $(TEST_PARALLEL) $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./... ; status=$$?; \
 	echo "==> go test took $$(( $$(date +%s) - start ))s"; exit $$status
 
 # Regenerates the examples' dbos_gen.go and the generator's golden files.
