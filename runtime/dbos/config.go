@@ -77,7 +77,11 @@ func (t dbTarget) String() string {
 	return redactURL(t.url)
 }
 
-var passwordParam = regexp.MustCompile(`(?i)(password=)('[^']*'|\S*)`)
+var (
+	passwordParam = regexp.MustCompile(`(?i)(password=)('[^']*'|\S*)`)
+	// userinfo catches a password in a URL that url.Parse rejects (a bad port, say).
+	userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@`)
+)
 
 // redactURL removes passwords from a URL or a key=value connection string.
 func redactURL(s string) string {
@@ -92,7 +96,7 @@ func redactURL(s string) string {
 		}
 		return u.String()
 	}
-	return passwordParam.ReplaceAllString(s, "${1}xxxxx")
+	return passwordParam.ReplaceAllString(userinfo.ReplaceAllString(s, "${1}xxxxx@"), "${1}xxxxx")
 }
 
 func parseTarget(raw string) (dbTarget, error) {

@@ -101,7 +101,9 @@ func openStore(ctx context.Context, rc resolved) (sysdb.Store, error) {
 		}
 		store = s
 	}
-	if err := store.Migrate(ctx); err != nil {
+	// Connected: from here a database that drops away briefly (a restart, a
+	// cut connection) is waited for, within ctx, rather than failing Launch.
+	if err := retryTransient(ctx, rc.Logger, store.Migrate); err != nil {
 		store.Close()
 		if errors.Is(err, sysdb.ErrSchemaTooNew) {
 			return nil, err
@@ -194,7 +196,11 @@ func (rt *Runtime) RecoveryProblems() []error {
 }
 
 func (rt *Runtime) recoverPending(ctx context.Context) error {
-	rows, err := rt.store.Pending(ctx, rt.cfg.ExecutorID, rt.cfg.ApplicationVersion)
+	var rows []sysdb.WorkflowRow
+	err := rt.retryDB(ctx, func(ctx context.Context) (err error) {
+		rows, err = rt.store.Pending(ctx, rt.cfg.ExecutorID, rt.cfg.ApplicationVersion)
+		return err
+	})
 	if err != nil {
 		return errorf(ErrDatabase, err, "dbos: listing pending workflows")
 	}
@@ -314,6 +320,10 @@ func (rt *Runtime) watchCancellations() {
 // database being away, or ctx ends. Waits are capped and jittered so that
 // many workflows do not hammer a restarting server in step.
 func (rt *Runtime) retryDB(ctx context.Context, op func(context.Context) error) error {
+	return retryTransient(ctx, rt.log, op)
+}
+
+func retryTransient(ctx context.Context, log *slog.Logger, op func(context.Context) error) error {
 	delay := 50 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		err := op(ctx)
@@ -321,7 +331,7 @@ func (rt *Runtime) retryDB(ctx context.Context, op func(context.Context) error) 
 			return err
 		}
 		if attempt == 0 {
-			rt.log.Warn("database unavailable, retrying", "error", err)
+			log.Warn("database unavailable, retrying", "error", err)
 		}
 		wait := delay/2 + rand.N(delay/2+1)
 		select {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
 	"github.com/google/uuid"
@@ -122,11 +124,20 @@ func validateWorkflowID(id string) error {
 	if len(id) > MaxWorkflowIDLength {
 		return fmt.Errorf("%w: workflow ID is %d bytes, the limit is %d", ErrInvalidWorkflowID, len(id), MaxWorkflowIDLength)
 	}
+	if !utf8.ValidString(id) || strings.ContainsRune(id, 0) {
+		// PostgreSQL text cannot hold either; refuse alike on every engine.
+		return fmt.Errorf("%w: workflow ID %q is not valid UTF-8 text without NUL bytes", ErrInvalidWorkflowID, id)
+	}
 	return nil
 }
 
 // resume implements recoverable: it runs a PENDING workflow from its row.
 func (w *Workflow[A, R]) resume(ctx context.Context, rt *Runtime, row sysdb.WorkflowRow) error {
+	// Inputs that cannot be decoded are reported before the row is touched
+	// (no recovery attempt counted), like an unregistered name.
+	if _, err := decodeValue[A](row.Inputs); err != nil {
+		return errorf(ErrCorruptRecord, err, "dbos: cannot recover workflow %s (%s): its recorded inputs do not decode (left PENDING)", row.ID, row.Name)
+	}
 	_, err := start(rt, w, startParams{ctx: ctx, id: row.ID, inputs: row.Inputs, parentID: row.ParentID})
 	return err
 }
@@ -304,7 +315,11 @@ func (rt *Runtime) conclude(ctx context.Context, wf *workflowState, v any, err e
 // recordedOutcome reads the recorded result of a workflow that is no longer
 // PENDING; fallback is returned if it is still pending or cannot be read.
 func (rt *Runtime) recordedOutcome(id string, fallback error) (any, error) {
-	row, err := rt.store.Workflow(context.WithoutCancel(rt.ctx), id)
+	var row sysdb.WorkflowRow
+	err := rt.retryDB(rt.dbCtx, func(c context.Context) (err error) {
+		row, err = rt.store.Workflow(c, id)
+		return err
+	})
 	if err != nil || row.Status == sysdb.StatusPending {
 		return nil, fallback
 	}
@@ -357,7 +372,7 @@ func statusError(row sysdb.WorkflowRow) error {
 		}
 		return recErr
 	}
-	return fmt.Errorf("dbos: workflow %s has unknown status %q", row.ID, row.Status)
+	return errorf(ErrCorruptRecord, nil, "dbos: workflow %s has unknown status %q", row.ID, row.Status)
 }
 
 // abort marks the execution as unable to record a trustworthy outcome and

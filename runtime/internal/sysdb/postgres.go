@@ -232,9 +232,13 @@ func (p *Postgres) WatchCancellations(ctx context.Context, fn func(id string)) b
 	go func() {
 		delay := 100 * time.Millisecond
 		for ctx.Err() == nil {
+			began := time.Now()
 			err := p.listen(ctx, fn)
 			if ctx.Err() != nil {
 				return
+			}
+			if time.Since(began) > 10*time.Second {
+				delay = 100 * time.Millisecond // it was up for a while: reconnect promptly
 			}
 			_ = err // the runtime polls as a fallback; a dropped listener only delays delivery
 			select {
