@@ -234,7 +234,7 @@ func (rt *Runtime) claim(id, name string) (*execution, bool, error) {
 	if ex, ok := rt.executions[id]; ok {
 		return ex, true, nil
 	}
-	ex := &execution{name: name, done: make(chan struct{})}
+	ex := &execution{name: name, recorded: make(chan struct{}), done: make(chan struct{})}
 	rt.executions[id] = ex
 	rt.wg.Add(1)
 	return ex, false, nil

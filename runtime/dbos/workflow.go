@@ -154,11 +154,15 @@ type startParams struct {
 // workflow whose ID is already running here wait on it instead of running
 // the body a second time.
 type execution struct {
-	name   string
-	done   chan struct{}
-	value  any
-	err    error
-	cancel context.CancelCauseFunc
+	name string
+	// recorded is closed once the workflow's row is in the database; a
+	// second caller of Start returns only then, as the first does, so a
+	// returned handle always means a durable workflow.
+	recorded chan struct{}
+	done     chan struct{}
+	value    any
+	err      error
+	cancel   context.CancelCauseFunc
 }
 
 func (e *execution) finish(v any, err error) {
@@ -176,7 +180,19 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		if ex.name != w.opts.Name {
 			return nil, fmt.Errorf("%w: workflow ID %s is running as %s, not %s", ErrWorkflowConflict, p.id, ex.name, w.opts.Name)
 		}
-		return h, nil
+		select {
+		case <-ex.recorded:
+			return h, nil
+		case <-ex.done:
+			select {
+			case <-ex.recorded:
+				return h, nil
+			default:
+				return nil, ex.err // the first start failed before recording it
+			}
+		case <-p.ctx.Done():
+			return nil, p.ctx.Err()
+		}
 	}
 	now := time.Now()
 	row := sysdb.WorkflowRow{ID: p.id, Name: w.opts.Name, ExecutorID: rt.cfg.ExecutorID, AppVersion: rt.cfg.ApplicationVersion,
@@ -197,6 +213,7 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		rt.release(p.id, ex, nil, err)
 		return nil, err
 	}
+	close(ex.recorded)
 	cur := res.Row
 	if cur.Name != w.opts.Name {
 		err := fmt.Errorf("%w: workflow ID %s belongs to workflow %s, not %s", ErrWorkflowConflict, p.id, cur.Name, w.opts.Name)
