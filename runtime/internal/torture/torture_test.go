@@ -268,6 +268,7 @@ func (d *driver) setupDB() {
 	u.Host = d.proxy.Addr()
 	q := u.Query()
 	q.Set("application_name", appName)
+	q.Set("pool_max_conns", "8") // the server is shared: a few connections per worker
 	u.RawQuery = q.Encode()
 	d.workerURL = u.String()
 }

@@ -222,6 +222,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "launch:", err)
 		os.Exit(3)
 	}
+	// The PostgreSQL server is shared: keep each worker's connections few.
+	rt.AppDB().SetMaxOpenConns(6)
 	for _, p := range rt.RecoveryProblems() {
 		fmt.Fprintln(os.Stderr, "recovery problem:", p)
 	}
