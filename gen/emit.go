@@ -45,7 +45,7 @@ func emit(pkg *Package, nm *naming) ([]byte, error) {
 		e.register(workflows)
 	}
 	e.doc(helperPrefix + "AppVersion is the hash of this package's annotated functions, part of the default application version: recovery resumes only workflows started by the same code.")
-	f.Const().Id(helperPrefix+"AppVersion").Op("=").Lit(pkg.Version)
+	f.Const().Id(helperPrefix + "AppVersion").Op("=").Lit(pkg.Version)
 	f.Line()
 	f.Var().Id("_").Op("=").Qual(dbosPath, "RegisterVersion").Call(jen.Lit(pkg.Path), jen.Id(helperPrefix+"AppVersion"))
 

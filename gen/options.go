@@ -194,7 +194,7 @@ func parseTransactionOptions(d Directive) (TransactionOptions, []problem) {
 		"read_only": {func(a Arg) error { return decodeBool(a, &o.ReadOnly) }},
 	}
 	refuse := map[string]string{
-		"async": "transactions cannot be async: a transaction holds a database connection and must commit before the workflow moves on; call xTx from an async step instead",
+		"async": "transactions cannot be async: a transaction holds a database connection and must commit before the workflow moves on; call xTx from the workflow, and run other work meanwhile with xStepAsync",
 	}
 	for _, k := range []string{"retries_allowed", "max_attempts", "interval", "interval_seconds", "backoff_rate", "max_interval", "should_retry"} {
 		refuse[k] = "unknown key " + k + " for //dbos:transaction: transactions retry serialization failures and deadlocks themselves; use a //dbos:step for a custom retry policy"

@@ -30,7 +30,7 @@ func TestInit(t *testing.T) {
 			t.Errorf("go.mod lacks %q:\n%s", w, got["go.mod"])
 		}
 	}
-	if !strings.Contains(got["main.go"], `dbos.Config{AppName: "hello"}`) {
+	if !strings.Contains(got["main.go"], `dbos.Config{AppName: "hello", Setup: createTables}`) {
 		t.Errorf("main.go does not set AppName:\n%s", got["main.go"])
 	}
 	if !strings.Contains(got["Makefile"], "\tgo run github.com/dbosgen/dbosgen/cmd/dbosgen -check ./...") {

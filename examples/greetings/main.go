@@ -160,17 +160,11 @@ func run(name, id string, failures int64) error {
 	fmt.Printf("greeting API (local, fails its first %d requests): %s\n", failures, api.URL)
 
 	fmt.Println("launching the dbos runtime on", describeDatabase("greetings"))
-	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "greetings", Logger: runtimeLogger()})
+	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "greetings", Logger: runtimeLogger(), Setup: createTable})
 	if err != nil {
 		return err
 	}
 	defer rt.Shutdown(context.Background())
-
-	// The application's own table, created through the application database
-	// (the system database unless APP_DATABASE_URL says otherwise).
-	if _, err := rt.AppDB().ExecContext(ctx, `CREATE TABLE IF NOT EXISTS greetings (name TEXT NOT NULL, note TEXT NOT NULL)`); err != nil {
-		return fmt.Errorf("creating table greetings: %w", err)
-	}
 
 	if id != "" {
 		ctx = dbos.WithWorkflowID(ctx, id)
@@ -190,6 +184,16 @@ func run(name, id string, failures int64) error {
 		fmt.Printf("workflow %s had finished before: that is its recorded result; the body did not run again.\n", id)
 	case id != "":
 		fmt.Printf("run it again with -id %s: the recorded result comes back and no step runs.\n", id)
+	}
+	return nil
+}
+
+// createTable creates the application's own table in the application database
+// (the system database unless APP_DATABASE_URL says otherwise). Launch runs it
+// before resuming any workflow, so a recovered workflow finds the table.
+func createTable(ctx context.Context, db *sqlx.DB) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS greetings (name TEXT NOT NULL, note TEXT NOT NULL)`); err != nil {
+		return fmt.Errorf("creating table greetings: %w", err)
 	}
 	return nil
 }

@@ -71,10 +71,6 @@ func init() { dbos.RegisterError(errOutOfStock) }
 var (
 	paymentAPI string
 	crashAfter int
-	// appReady is closed once main has created the application's tables.
-	// dbos.Launch may resume an unfinished checkout before that: the
-	// workflow waits for it.
-	appReady = make(chan struct{})
 )
 
 // reserveStock takes qty units of sku off the shelf and returns how many are
@@ -167,11 +163,6 @@ func recordOrder(ctx context.Context, tx *sqlx.Tx, o Order, chargeID string) err
 //
 //dbos:workflow max_recovery_attempts=10
 func checkout(ctx context.Context, o Order) (Receipt, error) {
-	select {
-	case <-appReady:
-	case <-ctx.Done():
-		return Receipt{}, ctx.Err()
-	}
 	id, _ := dbos.WorkflowID(ctx)
 	fmt.Printf("workflow %s: checkout of %d × %s for %s\n", id, o.Qty, o.SKU, money(o.Cents))
 
@@ -294,17 +285,14 @@ func run(o Order, failures int64) error {
 	paymentAPI = api.URL
 	fmt.Printf("payment API (local, fails its first %d requests): %s\n", failures, api.URL)
 
-	// Launch resumes every unfinished workflow of this executor, here and
-	// now, from its last completed step.
+	// Launch creates the tables (Setup), then resumes every unfinished
+	// workflow of this executor, here and now, from its last completed step.
 	fmt.Println("launching the dbos runtime on", describeDatabase("orders"))
-	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "orders", Logger: runtimeLogger()})
+	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "orders", Logger: runtimeLogger(), Setup: createTables})
 	if err != nil {
 		return err
 	}
 	defer rt.Shutdown(context.Background())
-	if err := createTables(ctx, rt.AppDB()); err != nil {
-		return err
-	}
 
 	id := "order-" + o.ID
 	switch st, err := rt.WorkflowStatus(ctx, id); {
@@ -317,7 +305,6 @@ func run(o Order, failures int64) error {
 	default:
 		fmt.Printf("workflow %s already finished (%s): asking for it again returns its recorded outcome, nothing runs\n", id, st.Status)
 	}
-	close(appReady)
 
 	h, err := startCheckoutWorkflow(dbos.WithWorkflowID(ctx, id), o)
 	if err != nil {

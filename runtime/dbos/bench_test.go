@@ -133,10 +133,13 @@ func BenchmarkStep(b *testing.B) {
 	}
 }
 
-// BenchmarkThroughput16: b.N one-step workflows run by 16 goroutines, next
-// to b.N raw INSERTs by 16 goroutines; halves of each alternate.
-func BenchmarkThroughput16(b *testing.B) {
-	const workers = 16
+// BenchmarkThroughput1 and BenchmarkThroughput16: b.N one-step workflows
+// run by 1 or 16 goroutines, next to b.N raw INSERTs by as many goroutines;
+// halves of each alternate.
+func BenchmarkThroughput1(b *testing.B)  { benchThroughput(b, 1) }
+func BenchmarkThroughput16(b *testing.B) { benchThroughput(b, 16) }
+
+func benchThroughput(b *testing.B, workers int) {
 	for _, engine := range dbtest.Engines {
 		b.Run(engine, func(b *testing.B) {
 			url := dbtest.URL(b, engine)

@@ -1,6 +1,7 @@
 package dbos
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/url"
@@ -10,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jmoiron/sqlx"
 )
 
 // Environment variables read when the matching Config field is empty.
@@ -44,6 +46,10 @@ type Config struct {
 	Schema string
 	// Logger receives the runtime's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// Setup, when set, runs on the application database after the system
+	// schema is ready and before Launch resumes any workflow: create or
+	// migrate your own tables here, so recovered workflows find them.
+	Setup func(ctx context.Context, appDB *sqlx.DB) error
 
 	tracer pgx.QueryTracer // statement counting in tests
 }

@@ -20,7 +20,7 @@ var (
 	// ErrTransactionInStep: a transaction called from a step or another transaction.
 	ErrTransactionInStep = errors.New("dbos: a transaction cannot run inside a step or another transaction")
 	// ErrNoRuntime: no runtime in the context and none launched in the process.
-	ErrNoRuntime = errors.New("dbos: no runtime: call dbos.Launch first, or pass a context from rt.Context")
+	ErrNoRuntime = errors.New("dbos: no runtime: call dbos.Launch first, or pass a context made with dbos.WithRuntime")
 	// ErrShutdown: the runtime was shut down.
 	ErrShutdown = errors.New("dbos: runtime shut down")
 	// ErrWorkflowCancelled: the workflow was cancelled or ran past its timeout.

@@ -3,10 +3,12 @@ package dbos_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/dbosgen/dbosgen/runtime/dbos"
+	"github.com/jmoiron/sqlx"
 )
 
 // blockUntilCancelled is a body whose workflow stays PENDING until its
@@ -140,6 +142,45 @@ func TestRecoveryUnknownWorkflow(t *testing.T) {
 		st := must(rt.WorkflowStatus(ctx, "renamed"))
 		if st.Status != dbos.StatusPending || st.RecoveryAttempts != 1 {
 			t.Fatalf("status %s attempts %d: the unknown workflow was touched", st.Status, st.RecoveryAttempts)
+		}
+	})
+}
+
+// Config.Setup runs before recovery resumes anything, so a recovered
+// workflow finds the application's tables; its error fails Launch.
+func TestSetupRunsBeforeRecovery(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, url string) {
+		var c counter
+		in := setBody(t, func(ctx context.Context, in input) (string, error) {
+			if c.inc("body") == 1 {
+				<-ctx.Done()
+				return "", ctx.Err()
+			}
+			return fmt.Sprintf("setup had run %d time(s)", c.get("setup")), nil
+		})
+		rt, ctx := launch(t, url)
+		must(testWF.Start(dbos.WithWorkflowID(ctx, "needs-tables"), in))
+		waitFor(t, "the body to run", func() bool { return c.get("body") == 1 })
+		shutdown(t, rt)
+
+		_, err := dbos.Launch(context.Background(), dbos.Config{SystemDatabaseURL: url, ExecutorID: "exec-1", ApplicationVersion: "v1",
+			Logger: testLogger(t), Setup: func(ctx context.Context, db *sqlx.DB) error { return errors.New("no permission") }})
+		if err == nil || !strings.Contains(err.Error(), "Config.Setup: no permission") {
+			t.Fatalf("Launch with a failing Setup: err = %v", err)
+		}
+		if c.get("body") != 1 {
+			t.Fatal("a workflow was recovered although Setup failed")
+		}
+		_, ctx = launch(t, url, func(cfg *dbos.Config) {
+			cfg.Setup = func(ctx context.Context, db *sqlx.DB) error {
+				_, err := db.ExecContext(ctx, "CREATE TABLE app_table (id INTEGER)")
+				c.inc("setup")
+				return err
+			}
+		})
+		out := must(must(dbos.RetrieveWorkflow[string](ctx, "needs-tables")).Result(ctx))
+		if out != "setup had run 1 time(s)" {
+			t.Fatalf("recovered workflow saw %q", out)
 		}
 	})
 }

@@ -72,6 +72,13 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 		store.Close()
 		return nil, err
 	}
+	if rc.Setup != nil {
+		if err := rc.Setup(ctx, rt.app.db); err != nil {
+			rt.app.close()
+			store.Close()
+			return nil, fmt.Errorf("dbos: Config.Setup: %w", err)
+		}
+	}
 	rt.watchCancellations()
 	launched.Lock()
 	launched.list = append(launched.list, rt)
