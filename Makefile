@@ -91,7 +91,7 @@ generate:
 
 # Generated code up to date (what CI runs).
 check:
-	$(GO) run ./cmd/dbosgen -check ./examples/...
+	$(GO) run ./cmd/dbosgen -check ./...
 
 bench: postgres
 	@echo "==> go test -bench . ./runtime/dbos (BENCHTIME=$(BENCHTIME), BENCHCOUNT=$(BENCHCOUNT)); raw output in bin/bench.txt"

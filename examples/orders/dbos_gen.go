@@ -145,6 +145,6 @@ func init() {
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
-const dbosgenAppVersion = "22d5fb618539a8aa4cbc843a9bc5f8b98a83d6e6f50994fae09cfc4e1a9f2912"
+const dbosgenAppVersion = "60ab2eb0315b92152436dac0797e9158e3a60055635535dce970d67033e7d15d"
 
 var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", dbosgenAppVersion)
