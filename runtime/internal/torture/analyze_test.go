@@ -348,7 +348,7 @@ func (d *driver) analyze() {
 	line("workflows submitted      %d (acknowledged %d; re-sent after a kill %d)", stats.submitted, stats.acked, d.resends)
 	line("workflows finished       %d SUCCESS, %d correct results; %d child workflows checked", stats.success, stats.correct, stats.children)
 	line("workflows PENDING        %d at the end", stats.pending)
-	line("max recovery attempts    %d (one workflow's executions)", maxAttempts)
+	line("most executions of one   %d (highest recovery_attempts)", maxAttempts)
 	line("steps                    %d recorded, %d executions in the ledger: %d re-runs after a crash, %d by twin executors",
 		stats.stepsRecorded, stats.stepRuns, stats.crashReruns, stats.twinReruns)
 	line("transactions             %d applied (each exactly once checked), %d attempts in the ledger", stats.txApplied, stats.txAttempts)
