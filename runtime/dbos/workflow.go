@@ -180,19 +180,10 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		if ex.name != w.opts.Name {
 			return nil, fmt.Errorf("%w: workflow ID %s is running as %s, not %s", ErrWorkflowConflict, p.id, ex.name, w.opts.Name)
 		}
-		select {
-		case <-ex.recorded:
-			return h, nil
-		case <-ex.done:
-			select {
-			case <-ex.recorded:
-				return h, nil
-			default:
-				return nil, ex.err // the first start failed before recording it
-			}
-		case <-p.ctx.Done():
-			return nil, p.ctx.Err()
+		if err := ex.waitRecorded(p.ctx); err != nil {
+			return nil, err
 		}
+		return h, nil
 	}
 	now := time.Now()
 	row := sysdb.WorkflowRow{ID: p.id, Name: w.opts.Name, ExecutorID: rt.cfg.ExecutorID, AppVersion: rt.cfg.ApplicationVersion,
@@ -237,45 +228,77 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		}
 	}
 	if !res.Inserted {
-		var steps []sysdb.StepRow
-		err = rt.retryDB(p.ctx, func(ctx context.Context) (err error) {
-			steps, err = rt.store.Steps(ctx, p.id)
-			return err
-		})
-		if err != nil {
-			err = errorf(ErrDatabase, err, "dbos: loading recorded steps of workflow %s", p.id)
+		if wf.recorded, err = rt.recordedSteps(p.ctx, p.id); err != nil {
 			rt.release(p.id, ex, nil, err)
 			return nil, err
 		}
-		wf.recorded = make(map[int]sysdb.StepRow, len(steps))
-		for _, s := range steps {
-			wf.recorded[s.StepID] = s
-		}
 	}
 
-	// The workflow outlives the caller's context but keeps its values; it
-	// ends on CancelWorkflow, its deadline, or Shutdown.
-	ctx := context.WithValue(context.WithoutCancel(p.ctx), workflowIDKey, nil)
-	ctx = context.WithValue(ctx, stepKey, nil)
-	ctx = context.WithValue(ctx, workflowKey, wf)
-	ctx, cancel := context.WithCancelCause(ctx)
-	rt.setCancel(ex, cancel)
-	stopOnShutdown := context.AfterFunc(rt.ctx, func() { cancel(ErrShutdown) })
-	var stopTimer context.CancelFunc = func() {}
-	if cur.DeadlineMS > 0 {
-		ctx, stopTimer = context.WithDeadlineCause(ctx, time.UnixMilli(cur.DeadlineMS),
-			fmt.Errorf("%w: workflow %s passed its timeout", ErrWorkflowCancelled, p.id))
-	}
-
+	ctx, stop := rt.workflowContext(p.ctx, ex, wf, cur.DeadlineMS)
 	go func() {
-		defer stopOnShutdown()
-		defer stopTimer()
-		defer cancel(nil)
+		defer stop()
 		v, err := callSafely(ctx, func(ctx context.Context) (R, error) { return w.fn(ctx, a) })
 		v2, err2 := rt.conclude(ctx, wf, v, err)
 		rt.release(p.id, ex, v2, err2)
 	}()
 	return h, nil
+}
+
+// waitRecorded waits until the execution's row is in the database, so that a
+// second caller's handle, like the first's, means a durable workflow.
+func (e *execution) waitRecorded(ctx context.Context) error {
+	select {
+	case <-e.recorded:
+		return nil
+	case <-e.done:
+		select {
+		case <-e.recorded:
+			return nil
+		default:
+			return e.err // the first start failed before recording it
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// recordedSteps loads the outcomes earlier executions recorded, in one query.
+func (rt *Runtime) recordedSteps(ctx context.Context, id string) (map[int]sysdb.StepRow, error) {
+	var steps []sysdb.StepRow
+	err := rt.retryDB(ctx, func(ctx context.Context) (err error) {
+		steps, err = rt.store.Steps(ctx, id)
+		return err
+	})
+	if err != nil {
+		return nil, errorf(ErrDatabase, err, "dbos: loading recorded steps of workflow %s", id)
+	}
+	recorded := make(map[int]sysdb.StepRow, len(steps))
+	for _, s := range steps {
+		recorded[s.StepID] = s
+	}
+	return recorded, nil
+}
+
+// workflowContext is the context a workflow body runs with. It outlives the
+// caller's context but keeps its values, and ends on CancelWorkflow, the
+// workflow's deadline, or Shutdown. stop releases it.
+func (rt *Runtime) workflowContext(caller context.Context, ex *execution, wf *workflowState, deadlineMS int64) (ctx context.Context, stop func()) {
+	ctx = context.WithValue(context.WithoutCancel(caller), workflowIDKey, nil)
+	ctx = context.WithValue(ctx, stepKey, nil)
+	ctx = context.WithValue(ctx, workflowKey, wf)
+	ctx, cancel := context.WithCancelCause(ctx)
+	rt.setCancel(ex, cancel)
+	stopOnShutdown := context.AfterFunc(rt.ctx, func() { cancel(ErrShutdown) })
+	stopTimer := context.CancelFunc(func() {})
+	if deadlineMS > 0 {
+		ctx, stopTimer = context.WithDeadlineCause(ctx, time.UnixMilli(deadlineMS),
+			fmt.Errorf("%w: workflow %s passed its timeout", ErrWorkflowCancelled, wf.id))
+	}
+	return ctx, func() {
+		stopOnShutdown()
+		stopTimer()
+		cancel(nil)
+	}
 }
 
 // conclude records a finished body's outcome and returns what callers see.
