@@ -3,6 +3,7 @@ package gen
 import (
 	"fmt"
 	"go/ast"
+	"go/parser"
 	"go/token"
 	"go/types"
 	"path/filepath"
@@ -202,4 +203,29 @@ func objectKind(obj types.Object) string {
 		return "package name"
 	}
 	return fmt.Sprintf("%T", obj)
+}
+
+// warnIgnored warns about directives in files the build does not include:
+// _test.go files (dbosgen generates from the package proper, so their
+// wrappers would be missing) and files excluded by build constraints (a
+// dbos_gen.go is generated for the build dbosgen runs in).
+func warnIgnored(ds *diags, p *packages.Package, dir string) {
+	tests, _ := filepath.Glob(filepath.Join(dir, "*_test.go"))
+	for _, path := range append(append([]string(nil), p.IgnoredFiles...), tests...) {
+		why := "the file is excluded by build constraints and dbosgen generates for the current build: pass its tags with -tags"
+		if strings.HasSuffix(path, "_test.go") {
+			why = "dbosgen generates from a package's non-test files: move the function out of the _test.go file"
+		}
+		f, err := parser.ParseFile(ds.fset, path, nil, parser.ParseComments|parser.SkipObjectResolution)
+		if err != nil {
+			continue // not ours to report: the go command will
+		}
+		for _, g := range f.Comments {
+			for _, cm := range g.List {
+				if strings.HasPrefix(cm.Text, DirectivePrefix) {
+					ds.warnf(cm.Slash, "%s is ignored: %s", firstWord(cm.Text), why)
+				}
+			}
+		}
+	}
 }

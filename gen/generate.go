@@ -80,6 +80,7 @@ func Generate(opts Options) (*Result, error) {
 		}
 		pkg := collect(ds, p, skip)
 		pkg.Dir = filepath.Dir(genPath)
+		warnIgnored(ds, p, pkg.Dir)
 		assignNames(ds, pkg)
 		for _, n := range pkg.intended {
 			generated[n] = true
