@@ -786,14 +786,14 @@ func (d *driver) twin() {
 	}()
 }
 
-// outageDuringRelaunch kills a worker and cuts the database off while its
-// replacement launches and recovers.
-func (d *driver) outageDuringRelaunch() {
+// killAndAwaitReplacement SIGKILLs a random ready worker and waits up to a
+// second for its replacement to start; ok is false when no worker is ready.
+func (d *driver) killAndAwaitReplacement() (slot int, ok bool) {
 	s := d.readySlots()
 	if len(s) == 0 {
-		return
+		return 0, false
 	}
-	slot := s[rand.N(len(s))]
+	slot = s[rand.N(len(s))]
 	old := d.kill(slot)
 	d.fault("SIGKILL", 1)
 	for i := 0; i < 100; i++ {
@@ -803,7 +803,16 @@ func (d *driver) outageDuringRelaunch() {
 		if p != old {
 			break
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
+	}
+	return slot, true
+}
+
+// outageDuringRelaunch kills a worker and cuts the database off while its
+// replacement launches and recovers.
+func (d *driver) outageDuringRelaunch() {
+	if _, ok := d.killAndAwaitReplacement(); !ok {
+		return
 	}
 	time.Sleep(rand.N(150 * time.Millisecond))
 	dd := 500*time.Millisecond + rand.N(1500*time.Millisecond)
@@ -816,21 +825,9 @@ func (d *driver) outageDuringRelaunch() {
 // newSlotDuringRecovery kills a worker and launches a worker with a new
 // executor ID while the killed one's replacement is recovering.
 func (d *driver) newSlotDuringRecovery() {
-	s := d.readySlots()
-	if len(s) == 0 {
+	slot, ok := d.killAndAwaitReplacement()
+	if !ok {
 		return
-	}
-	slot := s[rand.N(len(s))]
-	old := d.kill(slot)
-	d.fault("SIGKILL", 1)
-	for i := 0; i < 100; i++ {
-		d.mu.Lock()
-		p := d.current[slot]
-		d.mu.Unlock()
-		if p != old {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 	n := d.addSlot()
 	d.fault("worker launched while another recovers", 1)
