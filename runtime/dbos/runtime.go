@@ -216,6 +216,9 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 		if w, ok := lookupWorkflow(row.Name); !ok {
 			err = fmt.Errorf("%w: cannot recover workflow %s: no workflow named %q in this binary (left PENDING)", ErrUnknownWorkflow, row.ID, row.Name)
 		} else {
+			// Logged before it starts, so the line precedes whatever the
+			// workflow itself prints.
+			rt.log.Info("recovering workflow", "workflow_id", row.ID, "workflow", row.Name, "attempt", row.RecoveryAttempts+1)
 			err = w.resume(ctx, rt, row)
 		}
 		if err != nil {
@@ -223,9 +226,7 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 			rt.mu.Lock()
 			rt.recoveryProblems = append(rt.recoveryProblems, err)
 			rt.mu.Unlock()
-			continue
 		}
-		rt.log.Info("recovering workflow", "workflow_id", row.ID, "workflow", row.Name, "attempt", row.RecoveryAttempts+1)
 	}
 	return nil
 }
