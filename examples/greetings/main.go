@@ -23,7 +23,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -31,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dbosgen/dbosgen/examples/internal/show"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
 	"github.com/jmoiron/sqlx"
 )
@@ -159,8 +159,8 @@ func run(name, id string, failures int64) error {
 	greetingAPI = api.URL
 	fmt.Printf("greeting API (local, fails its first %d requests): %s\n", failures, api.URL)
 
-	fmt.Println("launching the dbos runtime on", describeDatabase("greetings"))
-	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "greetings", Logger: runtimeLogger(), Setup: createTable})
+	fmt.Println("launching the dbos runtime on", show.Database("greetings"))
+	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "greetings", Logger: show.Logger(), Setup: createTable})
 	if err != nil {
 		return err
 	}
@@ -196,43 +196,4 @@ func createTable(ctx context.Context, db *sqlx.DB) error {
 		return fmt.Errorf("creating table greetings: %w", err)
 	}
 	return nil
-}
-
-// describeDatabase says where the runtime will keep its state, without
-// printing a password.
-func describeDatabase(app string) string {
-	u := os.Getenv(dbos.EnvSystemDatabaseURL)
-	if u == "" {
-		return "the embedded SQLite file .dbos/" + app + ".sqlite (set " + dbos.EnvSystemDatabaseURL + " for PostgreSQL)"
-	}
-	if p, err := url.Parse(u); err == nil && p.Host != "" {
-		return p.Scheme + "://" + p.Host + p.Path + " (from $" + dbos.EnvSystemDatabaseURL + ")"
-	}
-	return "$" + dbos.EnvSystemDatabaseURL
-}
-
-// runtimeLogger prints the runtime's log lines on stdout, between the
-// example's own lines, marked "[dbos]" and without timestamps.
-func runtimeLogger() *slog.Logger {
-	h := slog.NewTextHandler(prefixWriter{os.Stdout, "    [dbos] "}, &slog.HandlerOptions{
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
-				return slog.Attr{}
-			}
-			return a
-		},
-	})
-	return slog.New(h)
-}
-
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-}
-
-func (p prefixWriter) Write(b []byte) (int, error) {
-	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
-		return 0, err
-	}
-	return len(b), nil
 }

@@ -28,16 +28,14 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dbosgen/dbosgen/examples/internal/show"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
 	"github.com/jmoiron/sqlx"
 )
@@ -287,8 +285,8 @@ func run(o Order, failures int64) error {
 
 	// Launch creates the tables (Setup), then resumes every unfinished
 	// workflow of this executor, here and now, from its last completed step.
-	fmt.Println("launching the dbos runtime on", describeDatabase("orders"))
-	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "orders", Logger: runtimeLogger(), Setup: createTables})
+	fmt.Println("launching the dbos runtime on", show.Database("orders"))
+	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "orders", Logger: show.Logger(), Setup: createTables})
 	if err != nil {
 		return err
 	}
@@ -345,43 +343,4 @@ func createTables(ctx context.Context, db *sqlx.DB) error {
 		}
 	}
 	return nil
-}
-
-// describeDatabase says where the runtime keeps its state, without printing
-// a password.
-func describeDatabase(app string) string {
-	u := os.Getenv(dbos.EnvSystemDatabaseURL)
-	if u == "" {
-		return "the embedded SQLite file .dbos/" + app + ".sqlite (set " + dbos.EnvSystemDatabaseURL + " for PostgreSQL)"
-	}
-	if p, err := url.Parse(u); err == nil && p.Host != "" {
-		return p.Scheme + "://" + p.Host + p.Path + " (from $" + dbos.EnvSystemDatabaseURL + ")"
-	}
-	return "$" + dbos.EnvSystemDatabaseURL
-}
-
-// runtimeLogger prints the runtime's log lines on stdout, between the
-// example's own lines, marked "[dbos]" and without timestamps.
-func runtimeLogger() *slog.Logger {
-	h := slog.NewTextHandler(prefixWriter{os.Stdout, "    [dbos] "}, &slog.HandlerOptions{
-		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-			if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
-				return slog.Attr{}
-			}
-			return a
-		},
-	})
-	return slog.New(h)
-}
-
-type prefixWriter struct {
-	w      io.Writer
-	prefix string
-}
-
-func (p prefixWriter) Write(b []byte) (int, error) {
-	if _, err := io.WriteString(p.w, p.prefix+string(b)); err != nil {
-		return 0, err
-	}
-	return len(b), nil
 }
