@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dbosgen/dbosgen/examples/internal/extest"
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 )
 
 // shBlocks returns the ```sh code blocks of README section "## title".
@@ -140,7 +141,7 @@ func TestReadmeQuickstart(t *testing.T) {
 		}
 		// The command as written, on a fresh database of the test server
 		// rather than in the server's postgres database.
-		url := extest.Postgres(t)
+		url := dbtest.Postgres(t)
 		for i, l := range lines {
 			lines[i] = strings.ReplaceAll(l, readmeURL+" ", url+" ")
 		}

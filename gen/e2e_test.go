@@ -7,18 +7,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/jackc/pgx/v5"
 )
-
-// pgAdminURL is the server the end-to-end test uses; it creates and drops its
-// own database there.
-const pgAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 // The program under test: a workflow of slow steps, each logging its start
 // to a file so the test can tell which steps ran in which process.
@@ -101,7 +97,7 @@ func TestE2ERecovery(t *testing.T) {
 		t.Skip("needs PostgreSQL; skipped with -short")
 	}
 	ctx := context.Background()
-	dbURL := createDatabase(t, ctx)
+	dbURL := dbtest.Postgres(t)
 
 	root := newModule(t)
 	app := filepath.Join(root, "app")
@@ -187,33 +183,6 @@ func TestE2ERecovery(t *testing.T) {
 		}
 	}
 	t.Logf("recorded before kill: %v; starts before: %v; starts in all: %v", recorded, startsBefore, all)
-}
-
-// createDatabase creates a database named after the test and drops it when
-// the test ends; it fails with instructions when PostgreSQL is down.
-func createDatabase(t *testing.T, ctx context.Context) string {
-	t.Helper()
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(cctx, pgAdminURL)
-	if err != nil {
-		t.Fatalf("PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres (%v).\n"+
-			"Start it with:\n\tpg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"+
-			"or skip this test with go test -short.", err)
-	}
-	name := "dbosgen_" + strings.ToLower(regexp.MustCompile(`[^A-Za-z0-9]+`).ReplaceAllString(t.Name(), "_"))
-	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+ident); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)")
-		admin.Close(context.Background())
-	})
-	return "postgres://postgres@127.0.0.1:5432/" + name + "?sslmode=disable"
 }
 
 // inspect reads the step IDs recorded for a workflow and its status.

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
-	"github.com/dbosgen/dbosgen/runtime/internal/dbtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 

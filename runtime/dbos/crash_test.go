@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
-	"github.com/dbosgen/dbosgen/runtime/internal/dbtest"
 )
 
 // The crash tests run workflows in a child process (this test binary again,

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
-	"github.com/dbosgen/dbosgen/runtime/internal/dbtest"
 )
 
 // Test workflows are registered once, like generated code does, and look up

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
-	"github.com/dbosgen/dbosgen/runtime/internal/dbtest"
 )
 
 // pgxpool's pool_* parameters in the system database URL size the system

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
-	"github.com/dbosgen/dbosgen/runtime/internal/dbtest"
 	"github.com/jackc/pgx/v5"
 )
 

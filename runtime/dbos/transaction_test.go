@@ -10,8 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
-	"github.com/dbosgen/dbosgen/runtime/internal/dbtest"
 	"github.com/jmoiron/sqlx"
 )
 

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,49 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 )
-
-// AdminURL is the PostgreSQL server the tests create databases on; the
-// runtime's tests read the same variable.
-func AdminURL() string {
-	if u := os.Getenv("DBOSGEN_TEST_POSTGRES_URL"); u != "" {
-		return u
-	}
-	return "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
-}
-
-// Postgres creates a database for t, dropped when t ends, and returns its URL.
-func Postgres(t *testing.T) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	admin, err := pgx.Connect(ctx, AdminURL())
-	if err != nil {
-		t.Fatalf("PostgreSQL is required and not reachable at %s: %v\n"+
-			"start it (make test does), or set DBOSGEN_TEST_POSTGRES_URL", AdminURL(), err)
-	}
-	defer admin.Close(context.Background())
-	name := fmt.Sprintf("dbosgen_example_%d_%d", os.Getpid(), time.Now().UnixNano()%1_000_000_000)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
-		t.Fatalf("creating database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		c, err := pgx.Connect(ctx, AdminURL())
-		if err != nil {
-			t.Errorf("dropping database %s: %v", name, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			t.Errorf("dropping database %s: %v", name, err)
-		}
-	})
-	cfg := admin.Config()
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
-}
 
 // Build compiles the example in the current directory and returns the path
 // of its binary.
@@ -83,7 +41,7 @@ type Env struct {
 func Engines(t *testing.T) map[string]func(t *testing.T) Env {
 	return map[string]func(t *testing.T) Env{
 		"sqlite":   func(t *testing.T) Env { return Env{Dir: t.TempDir()} },
-		"postgres": func(t *testing.T) Env { return Env{Dir: t.TempDir(), DatabaseURL: Postgres(t)} },
+		"postgres": func(t *testing.T) Env { return Env{Dir: t.TempDir(), DatabaseURL: dbtest.Postgres(t)} },
 	}
 }
 

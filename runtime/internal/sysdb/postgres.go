@@ -79,7 +79,7 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 	return migratePostgres(ctx, p.pool, p.rawSch, "dbos_migrations", systemMigrations)
 }
 
-// pgExecer is what migrations need: a pool or a single connection.
+// pgBeginner is what migrations need: a pool or a single connection.
 type pgBeginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
 }

@@ -2,9 +2,7 @@ package sysdb
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -15,12 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // The Store conformance suite: every test runs against every backend.
-
-const pgAdminURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
 // target is one fresh system database of one engine.
 type target struct {
@@ -53,35 +50,12 @@ func forEachBackend(t *testing.T, f func(t *testing.T, tg *target)) {
 	}
 }
 
-func randName() string {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 func newPostgresTarget(t *testing.T) *target {
 	t.Helper()
 	ctx := context.Background()
-	admin, err := pgxpool.New(ctx, pgAdminURL)
-	if err == nil {
-		err = admin.Ping(ctx)
-	}
-	if err != nil {
-		t.Fatalf("PostgreSQL at 127.0.0.1:5432 is not reachable (%v); start it with `pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start`", err)
-	}
-	dbName := "sysdb_test_" + randName()
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+dbName); err != nil {
-		admin.Close()
-		t.Fatalf("create database: %v", err)
-	}
-	// Registered first, so it runs after every store of the test is closed.
-	t.Cleanup(func() {
-		defer admin.Close()
-		if _, err := admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+dbName+" WITH (FORCE)"); err != nil {
-			t.Errorf("drop database %s: %v", dbName, err)
-		}
-	})
-	url := "postgres://postgres@127.0.0.1:5432/" + dbName + "?sslmode=disable"
+	// First, so its cleanup (dropping the database) runs after every store
+	// of the test is closed.
+	url := dbtest.Postgres(t)
 	pool := func(t *testing.T) *pgxpool.Pool {
 		p, err := pgxpool.New(ctx, url)
 		if err != nil {

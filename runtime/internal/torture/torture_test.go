@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dbosgen/dbosgen/runtime/internal/dbtest"
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 

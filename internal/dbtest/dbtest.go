@@ -5,6 +5,8 @@ package dbtest
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,8 +65,15 @@ func Postgres(t testing.TB) string {
 			t.Errorf("dropping test database %s: %v", name, err)
 		}
 	})
-	cfg := admin.Config()
-	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", cfg.User, cfg.Host, cfg.Port, name)
+	// The admin URL with the database swapped, so its user, password and
+	// options (README: DBOSGEN_TEST_POSTGRES_URL) carry over.
+	u, err := url.Parse(AdminURL())
+	if err != nil || u.Scheme == "" {
+		cfg := admin.Config()
+		return fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", url.PathEscape(cfg.User), net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)), name)
+	}
+	u.Path = "/" + name
+	return u.String()
 }
 
 // SQLite returns the URL of a fresh SQLite file in t's temp directory.
