@@ -37,6 +37,10 @@ var (
 	ErrInvalidWorkflowID = errors.New("dbos: invalid workflow ID")
 	// ErrCorruptRecord: a recorded input, output or error cannot be decoded.
 	ErrCorruptRecord = errors.New("dbos: recorded value cannot be decoded")
+	// ErrUnsupportedFormat: a recorded value is in a serialization format
+	// dbosgen cannot read (DBOS Python's py_pickle, say); the error names the
+	// workflow, and no other workflow is affected.
+	ErrUnsupportedFormat = errors.New("dbos: unsupported serialization format")
 	// ErrPanic: a step, transaction or workflow panicked.
 	ErrPanic = errors.New("dbos: panic")
 	// ErrSchemaTooNew: the system database was upgraded by a newer release.

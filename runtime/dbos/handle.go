@@ -93,7 +93,7 @@ func typed[R any](id string, v any, err error) (R, error) {
 	case R:
 		return x, err
 	case rawJSON:
-		out, derr := decodeValue[R](string(x))
+		out, derr := decodeValue[R](x.text, x.format)
 		if derr != nil {
 			return out, errorf(ErrCorruptRecord, derr, "dbos: recorded output of workflow %s", id)
 		}
@@ -152,7 +152,7 @@ func CancelWorkflow(ctx context.Context, id string) error {
 // CancelWorkflow is the package-level CancelWorkflow on this runtime.
 func (rt *Runtime) CancelWorkflow(ctx context.Context, id string) error {
 	cause := fmt.Errorf("%w: workflow %s was cancelled", ErrWorkflowCancelled, id)
-	if _, err := rt.store.Cancel(ctx, id, encodeError(cause)); err != nil {
+	if _, err := rt.store.Cancel(ctx, id); err != nil {
 		return errorf(ErrDatabase, err, "dbos: cancelling workflow %s", id)
 	}
 	if _, err := rt.WorkflowStatus(ctx, id); err != nil {

@@ -100,9 +100,9 @@ func openStore(ctx context.Context, rc resolved) (sysdb.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("system database: %w", err)
 		}
-		store = sysdb.NewPostgres(pool, rc.Schema)
+		store = sysdb.NewPostgres(pool, rc.Schema, rc.AppName)
 	case engineSQLite:
-		s, err := sysdb.OpenSQLite(ctx, rc.system.path)
+		s, err := sysdb.OpenSQLite(ctx, rc.system.path, rc.AppName)
 		if err != nil {
 			return nil, errorf(ErrDatabase, err, "dbos: system database %s", rc.system)
 		}
@@ -110,12 +110,21 @@ func openStore(ctx context.Context, rc resolved) (sysdb.Store, error) {
 	}
 	// Connected: from here a database that drops away briefly (a restart, a
 	// cut connection) is waited for, within ctx, rather than failing Launch.
-	if err := retryTransient(ctx, rc.Logger, store.Migrate); err != nil {
+	var mr sysdb.MigrateResult
+	err := retryTransient(ctx, rc.Logger, func(ctx context.Context) (err error) {
+		mr, err = store.Migrate(ctx)
+		return err
+	})
+	if err != nil {
 		store.Close()
-		if errors.Is(err, sysdb.ErrSchemaTooNew) {
-			return nil, err
+		if errors.Is(err, sysdb.ErrOldSchema) {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		return nil, errorf(ErrDatabase, err, "dbos: migrating system database %s", rc.system)
+		return nil, errorf(ErrDatabase, err, "dbos: preparing system database %s", rc.system)
+	}
+	if mr.Newer() {
+		rc.Logger.Info("dbos: the system database was migrated by a newer DBOS release; using it (DBOS migrations only add)",
+			"schema_version", mr.Version, "dbosgen_schema_version", sysdb.SchemaVersion, "system_database", rc.system.String())
 	}
 	return store, nil
 }

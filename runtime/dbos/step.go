@@ -161,13 +161,13 @@ func replay[R any](wf *workflowState, rec sysdb.StepRow, name string) (R, error)
 		return zero, wf.abort(&NondeterministicError{WorkflowID: wf.id, StepID: rec.StepID, Recorded: rec.Name, Called: name})
 	}
 	if rec.Error != "" {
-		recErr, err := decodeError(rec.Error)
+		recErr, err := decodeError(rec.Error, rec.Serialization)
 		if err != nil {
 			return zero, wf.abort(errorf(ErrCorruptRecord, err, "dbos: recorded error of step %d (%s) of workflow %s", rec.StepID, name, wf.id))
 		}
 		return zero, recErr
 	}
-	v, err := decodeValue[R](rec.Output)
+	v, err := decodeValue[R](rec.Output, rec.Serialization)
 	if err != nil {
 		return zero, wf.abort(errorf(ErrCorruptRecord, err, "dbos: recorded output of step %d (%s) of workflow %s", rec.StepID, name, wf.id))
 	}

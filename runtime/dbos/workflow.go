@@ -96,7 +96,7 @@ func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R],
 	if id == "" {
 		id = uuid.NewString()
 	}
-	inputs, err := encodeValue(args)
+	inputs, err := encodeArgs(args)
 	if err != nil {
 		return nil, fmt.Errorf("dbos: inputs of workflow %s cannot be stored as JSON: %w", w.opts.Name, err)
 	}
@@ -135,7 +135,7 @@ func validateWorkflowID(id string) error {
 func (w *Workflow[A, R]) resume(ctx context.Context, rt *Runtime, row sysdb.WorkflowRow) error {
 	// Inputs that cannot be decoded are reported before the row is touched
 	// (no recovery attempt counted), like an unregistered name.
-	if _, err := decodeValue[A](row.Inputs); err != nil {
+	if _, err := decodeArgs[A](row.Inputs, row.Serialization); err != nil {
 		return errorf(ErrCorruptRecord, err, "dbos: cannot recover workflow %s (%s): its recorded inputs do not decode (left PENDING)", row.ID, row.Name)
 	}
 	_, err := start(rt, w, startParams{ctx: ctx, id: row.ID, inputs: row.Inputs, parentID: row.ParentID})
@@ -221,7 +221,7 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 	a, fresh := p.args.(A)
 	if !res.Inserted || !fresh {
 		// Not the first execution: run from the recorded inputs and outcomes.
-		if a, err = decodeValue[A](cur.Inputs); err != nil {
+		if a, err = decodeArgs[A](cur.Inputs, cur.Serialization); err != nil {
 			err = errorf(ErrCorruptRecord, err, "dbos: recorded inputs of workflow %s (%s)", p.id, w.opts.Name)
 			rt.release(p.id, ex, nil, err)
 			return nil, err
@@ -323,7 +323,7 @@ func (rt *Runtime) conclude(ctx context.Context, wf *workflowState, v any, err e
 		case errors.Is(cause, ErrWorkflowCancelled):
 			// A timeout: record it so recovery does not run the workflow again.
 			_ = rt.retryDB(rt.ctx, func(c context.Context) error {
-				_, err := rt.store.Cancel(c, wf.id, encodeError(cause))
+				_, err := rt.store.Cancel(c, wf.id)
 				return err
 			})
 		}
@@ -370,18 +370,18 @@ func (rt *Runtime) recordedOutcome(id string, fallback error) (any, error) {
 func rawOutcome(row sysdb.WorkflowRow) (any, error) {
 	switch row.Status {
 	case sysdb.StatusSuccess:
-		return rawJSON(row.Output), nil
+		return rawJSON{text: row.Output, format: row.Serialization}, nil
 	default:
 		return nil, statusError(row)
 	}
 }
 
-type rawJSON string
+type rawJSON struct{ text, format string }
 
 // outcome decodes a finished workflow's recorded result.
 func outcome[R any](row sysdb.WorkflowRow) (any, error) {
 	if row.Status == sysdb.StatusSuccess {
-		v, err := decodeValue[R](row.Output)
+		v, err := decodeValue[R](row.Output, row.Serialization)
 		if err != nil {
 			return nil, errorf(ErrCorruptRecord, err, "dbos: recorded output of workflow %s", row.ID)
 		}
@@ -391,7 +391,7 @@ func outcome[R any](row sysdb.WorkflowRow) (any, error) {
 }
 
 func statusError(row sysdb.WorkflowRow) error {
-	recErr, err := decodeError(row.Error)
+	recErr, err := decodeError(row.Error, row.Serialization)
 	if err != nil {
 		return errorf(ErrCorruptRecord, err, "dbos: recorded error of workflow %s", row.ID)
 	}
