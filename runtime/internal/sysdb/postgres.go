@@ -21,6 +21,7 @@ type Postgres struct {
 	rawSch  string
 	appName string
 	q       queries
+	// PostgreSQL-only statements: one data-modifying CTE each.
 	init, finish, cancel, cancelled string
 }
 

@@ -67,9 +67,9 @@ import (
 // writer at a time, readers on a WAL snapshot), so any requested level is met.
 type SQLite struct {
 	path    string
-	appName string // application_name of the rows this store writes
-	w    *sql.DB // one connection, BEGIN IMMEDIATE: all writes
-	r    *sql.DB // query_only readers
+	appName string  // application_name of the rows this store writes
+	w       *sql.DB // one connection, BEGIN IMMEDIATE: all writes
+	r       *sql.DB // query_only readers
 }
 
 // busyTimeout bounds how long a connection waits for another process's write
@@ -401,6 +401,5 @@ func (s *SQLite) Cancelled(ctx context.Context, ids []string) ([]string, error) 
 func (s *SQLite) WatchCancellations(ctx context.Context, fn func(id string)) bool {
 	return false
 }
-
 
 var _ Store = (*SQLite)(nil)
