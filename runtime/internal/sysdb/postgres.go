@@ -123,9 +123,14 @@ func (p *Postgres) InitWorkflow(ctx context.Context, ip InitParams) (InitResult,
 	// The row was inserted by a transaction that committed while this
 	// statement ran: the upsert saw it, but the statement's snapshot does not
 	// show its inputs. Read the row again (only in that race).
+	// Only what the snapshot hid is taken from it: the status and attempt
+	// count the upsert returned are the latest, the re-read's may be later.
 	w, err := p.Workflow(ctx, r.ID)
 	if err == nil {
-		res.Row = w
+		res.Row.Inputs = w.Inputs
+		if res.Row.Status != StatusPending {
+			res.Row.Output, res.Row.Error = w.Output, w.Error
+		}
 	}
 	return res, err
 }

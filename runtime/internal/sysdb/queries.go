@@ -64,6 +64,9 @@ ON CONFLICT (workflow_uuid, function_id) DO NOTHING`),
 
 // stepArgs are recordStep's arguments.
 func stepArgs(s StepRow, appName string) []any {
+	if s.CompletedMS == 0 {
+		s.CompletedMS = nowMS()
+	}
 	return []any{s.WorkflowID, s.StepID, s.Name, s.Output, s.Error, s.ChildID, s.StartedMS, s.CompletedMS, appName}
 }
 
