@@ -12,14 +12,21 @@ import (
 )
 
 // StepOptions is a step's retry policy, from its //dbos:step directive.
-// Zero fields take the seed's defaults.
+//
+// Generated code spells out every field, the directive's defaults included,
+// so what a step does is readable in dbos_gen.go. In a literal written by
+// hand, a zero MaxAttempts, BackoffRate or MaxInterval takes the default
+// below (none of them can be zero in a directive), but a zero Interval is
+// no wait between attempts, as interval_seconds=0 and interval=0s are: the
+// default 1s belongs to a directive without either key, not to the zero
+// value.
 type StepOptions struct {
 	Name           string
 	RetriesAllowed bool
 	MaxAttempts    int           // default 3; used only when RetriesAllowed
-	Interval       time.Duration // default 1s
-	BackoffRate    float64       // default 2
-	MaxInterval    time.Duration // default 1h
+	Interval       time.Duration // the first wait; 0 (or less) retries at once
+	BackoffRate    float64       // default 2 when 0 (or less)
+	MaxInterval    time.Duration // default 1h when 0 (or less)
 	// ShouldRetry, when set, decides whether an error is worth another
 	// attempt; an error it refuses is returned at once.
 	ShouldRetry func(error) bool
@@ -36,11 +43,11 @@ func (o *StepOptions) attempts() int {
 }
 
 // Delay is the wait after failed attempt i (from 0):
-// min(Interval × BackoffRate^i, MaxInterval).
+// min(Interval × BackoffRate^i, MaxInterval), and 0 when Interval is 0.
 func (o *StepOptions) Delay(i int) time.Duration {
 	interval, rate, limit := o.Interval, o.BackoffRate, o.MaxInterval
 	if interval <= 0 {
-		interval = time.Second
+		return 0
 	}
 	if rate <= 0 {
 		rate = 2
@@ -196,6 +203,9 @@ func runAttempts[R any](ctx context.Context, opts *StepOptions, info StepInfo, f
 		delay := opts.Delay(i)
 		loggerFor(ctx).Warn("step attempt failed; retrying", "step", opts.Name, "workflow_id", info.WorkflowID,
 			"step_id", info.StepID, "attempt", i+1, "max_attempts", max, "retry_in", delay, "error", err)
+		if delay <= 0 {
+			continue // an explicit zero interval: retry at once
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
