@@ -85,6 +85,10 @@ func TestCorruptRecords(t *testing.T) {
 		execSQL(t, rt, "UPDATE {dbos}workflow_status SET status = 'BOGUS' WHERE workflow_uuid = 'status'")
 
 		for _, id := range []string{"out", "typed", "err", "status"} {
+			in := in
+			if id == "err" {
+				in = errIn // the inputs it was started with: others are a conflict
+			}
 			if _, err := testWF.Run(dbos.WithWorkflowID(ctx, id), in); !errors.Is(err, dbos.ErrCorruptRecord) || !strings.Contains(err.Error(), id) {
 				t.Errorf("Run %s: err = %v, want ErrCorruptRecord naming the workflow", id, err)
 			}

@@ -31,7 +31,8 @@ var (
 	ErrUnknownWorkflow = errors.New("dbos: workflow is not registered in this binary")
 	// ErrWorkflowNotFound: no workflow with that ID.
 	ErrWorkflowNotFound = errors.New("dbos: workflow not found")
-	// ErrWorkflowConflict: the workflow ID belongs to a workflow of another name.
+	// ErrWorkflowConflict: the workflow ID belongs to a workflow of another
+	// name, or was started with other inputs.
 	ErrWorkflowConflict = errors.New("dbos: workflow ID already used by a different workflow")
 	// ErrInvalidWorkflowID: an empty or oversized workflow ID.
 	ErrInvalidWorkflowID = errors.New("dbos: invalid workflow ID")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
@@ -75,9 +76,16 @@ func RunStep[R any](ctx context.Context, opts *StepOptions, fn func(context.Cont
 	}
 	wf := workflowFrom(ctx)
 	if wf == nil {
-		return runAttempts(ctx, opts, StepInfo{Name: opts.Name}, fn)
+		return runPlain(ctx, opts, fn)
 	}
 	return runStepAt(ctx, wf, wf.nextStepID(), opts, fn)
+}
+
+// runPlain runs a step outside any workflow: its retry policy, no record.
+func runPlain[R any](ctx context.Context, opts *StepOptions, fn func(context.Context) (R, error)) (R, error) {
+	out, err := runAttempts(ctx, opts, StepInfo{Name: opts.Name}, fn)
+	logExhausted(ctx, nil, 0, err)
+	return out, err
 }
 
 // Future is the pending result of an asynchronous step.
@@ -103,22 +111,30 @@ func (f *Future[R]) Done() <-chan struct{} { return f.done }
 
 // RunStepAsync starts fn as a durable step in its own goroutine. The step ID
 // is taken now, at the call, so concurrent steps replay deterministically.
+// The workflow finishes only once every async step it started has finished
+// and been recorded, awaited or not.
 func RunStepAsync[R any](ctx context.Context, opts *StepOptions, fn func(context.Context) (R, error)) *Future[R] {
 	f := &Future[R]{done: make(chan struct{})}
-	run := func() (R, error) { return runAttempts(ctx, opts, StepInfo{Name: opts.Name}, fn) }
+	run := func() (R, error) { return runPlain(ctx, opts, fn) }
 	switch wf := workflowFrom(ctx); {
 	case stepFrom(ctx) != nil:
 		run = func() (R, error) { return callSafely(ctx, fn) }
 	case wf != nil:
+		if !wf.async.add() {
+			// Called by a goroutine that outlived the body: the workflow's
+			// outcome may be recorded already, so this step cannot be.
+			f.err = fmt.Errorf("%w: step %s started after workflow %s returned", ErrNondeterministic, opts.Name, wf.id)
+			close(f.done)
+			return f
+		}
 		id := wf.nextStepID()
-		run = func() (R, error) { return runStepAt(ctx, wf, id, opts, fn) }
 		// Shutdown waits for it like for its workflow; the workflow's own
 		// count is held, so this Add cannot race Shutdown's Wait.
 		wf.rt.wg.Add(1)
-		step := run
 		run = func() (R, error) {
 			defer wf.rt.wg.Done()
-			return step()
+			defer wf.async.done()
+			return runStepAt(ctx, wf, id, opts, fn)
 		}
 	}
 	go func() {
@@ -128,7 +144,51 @@ func RunStepAsync[R any](ctx context.Context, opts *StepOptions, fn func(context
 	return f
 }
 
+// asyncSteps counts a workflow's running async steps. Once the body has
+// returned, wait closes it: no async step starts after that.
+type asyncSteps struct {
+	mu      sync.Mutex
+	running int
+	closed  bool
+	idle    chan struct{} // made by wait when steps still run
+}
+
+func (a *asyncSteps) add() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.running++
+	return true
+}
+
+func (a *asyncSteps) done() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.running--; a.running == 0 && a.idle != nil {
+		close(a.idle)
+	}
+}
+
+// wait closes a and waits for the steps still running.
+func (a *asyncSteps) wait() {
+	a.mu.Lock()
+	a.closed = true
+	if a.running == 0 {
+		a.mu.Unlock()
+		return
+	}
+	a.idle = make(chan struct{})
+	a.mu.Unlock()
+	<-a.idle
+}
+
 func runStepAt[R any](ctx context.Context, wf *workflowState, id int, opts *StepOptions, fn func(context.Context) (R, error)) (R, error) {
+	if halt := wf.halted(); halt != nil {
+		var zero R
+		return zero, refuse(halt, "dbos: step "+opts.Name)
+	}
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)
 	}
@@ -138,6 +198,7 @@ func runStepAt[R any](ctx context.Context, wf *workflowState, id int, opts *Step
 		// execution runs the step again.
 		return out, err
 	}
+	logExhausted(ctx, wf, id, err)
 	return record(wf, sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: opts.Name}, out, err)
 }
 
@@ -228,7 +289,7 @@ func callSafely[R any](ctx context.Context, fn func(context.Context) (R, error))
 }
 
 func loggerFor(ctx context.Context) *slog.Logger {
-	if rt, err := runtimeFrom(ctx); err == nil {
+	if rt, err := findRuntime(ctx); err == nil {
 		return rt.log
 	}
 	return slog.Default()

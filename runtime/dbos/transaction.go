@@ -159,6 +159,9 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		}
 		return out, err
 	}
+	if halt := wf.halted(); halt != nil {
+		return zero, refuse(halt, "dbos: transaction "+opts.Name)
+	}
 	id := wf.nextStepID()
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)

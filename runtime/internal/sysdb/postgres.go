@@ -204,6 +204,16 @@ func (p *Postgres) Pending(ctx context.Context, executorID, appVersion string) (
 	return out, rows.Err()
 }
 
+// PendingOtherVersions implements Store.
+func (p *Postgres) PendingOtherVersions(ctx context.Context, executorID, appVersion string) ([]VersionCount, error) {
+	rows, err := p.pool.Query(ctx, p.q.otherVersions, executorID, appVersion, p.appName)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return scanVersionCounts(rows)
+}
+
 // Cancel implements Store.
 func (p *Postgres) Cancel(ctx context.Context, id string) (bool, error) {
 	rows, err := p.pool.Query(ctx, p.cancel, id, nowMS())

@@ -43,7 +43,7 @@ func scanStep(r scanner, s *StepRow) error {
 
 // queries are the statements both engines run as they are, rendered once.
 type queries struct {
-	workflow, pending, steps, recordStep, recordedStep string
+	workflow, pending, otherVersions, steps, recordStep, recordedStep string
 }
 
 func buildQueries(d dialect) queries {
@@ -53,6 +53,10 @@ func buildQueries(d dialect) queries {
 WHERE s.status = 'PENDING' AND s.executor_id = $1 AND s.application_version = $2
 	AND (s.application_name = $3 OR s.application_name IS NULL)
 ORDER BY s.created_at`),
+		otherVersions: d.render(`SELECT s.application_version, count(*) FROM {schema}.workflow_status s
+WHERE s.status = 'PENDING' AND s.executor_id = $1 AND s.application_version <> $2
+	AND (s.application_name = $3 OR s.application_name IS NULL)
+GROUP BY s.application_version ORDER BY s.application_version`),
 		steps: d.render(`SELECT ` + stepColumns + ` FROM {schema}.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id`),
 		recordStep: d.render(`INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
 	child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms, serialization, application_name)
@@ -93,4 +97,21 @@ func (d dialect) render(q string) string {
 // quoteIdent quotes a PostgreSQL identifier.
 func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// scanVersionCounts reads otherVersions' rows.
+func scanVersionCounts(rows interface {
+	Next() bool
+	Scan(...any) error
+	Err() error
+}) ([]VersionCount, error) {
+	var out []VersionCount
+	for rows.Next() {
+		var v VersionCount
+		if err := rows.Scan(&v.Version, &v.Count); err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
 }

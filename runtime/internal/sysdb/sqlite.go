@@ -323,6 +323,16 @@ func (s *SQLite) Workflow(ctx context.Context, id string) (WorkflowRow, error) {
 	return w, err
 }
 
+// PendingOtherVersions implements Store.
+func (s *SQLite) PendingOtherVersions(ctx context.Context, executorID, appVersion string) ([]VersionCount, error) {
+	rows, err := s.r.QueryContext(ctx, sqliteQ.otherVersions, executorID, appVersion, s.appName)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return scanVersionCounts(rows)
+}
+
 // Pending implements Store.
 func (s *SQLite) Pending(ctx context.Context, executorID, appVersion string) ([]WorkflowRow, error) {
 	rows, err := s.r.QueryContext(ctx, sqliteQ.pending, executorID, appVersion, s.appName)

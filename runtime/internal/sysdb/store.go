@@ -82,6 +82,12 @@ type StepRow struct {
 	CompletedMS   int64
 }
 
+// VersionCount is how many workflows one application version has.
+type VersionCount struct {
+	Version string
+	Count   int
+}
+
 // Store is the system database. Every method is one statement on PostgreSQL
 // unless it says otherwise, so that the per-step cost stays one round trip.
 type Store interface {
@@ -106,6 +112,10 @@ type Store interface {
 	// Pending lists this application's PENDING workflows of an executor and
 	// version.
 	Pending(ctx context.Context, executorID, appVersion string) ([]WorkflowRow, error)
+	// PendingOtherVersions counts this application's PENDING workflows of an
+	// executor per application version other than appVersion: the ones
+	// Launch leaves alone. One grouped query.
+	PendingOtherVersions(ctx context.Context, executorID, appVersion string) ([]VersionCount, error)
 	// Cancel moves a workflow that has not finished, and every unfinished
 	// workflow descended from it, to CANCELLED, and tells listeners. It
 	// reports whether the workflow itself changed.
