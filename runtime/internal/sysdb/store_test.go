@@ -728,3 +728,58 @@ func TestAppMigrations(t *testing.T) {
 		}
 	})
 }
+
+// Cancelling a workflow cancels its PENDING descendants at any depth, in
+// one statement, through finished ones, and nothing outside its tree.
+func TestCancelCascades(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		for _, w := range []struct{ id, parent string }{
+			{"root", ""}, {"child", "root"}, {"done-child", "root"}, {"grandchild", "done-child"},
+			{"great", "grandchild"}, {"stranger", ""}, {"strangers-child", "stranger"},
+		} {
+			p := initParams(w.id)
+			p.Row.ParentID = w.parent
+			mustInit(t, s, p)
+		}
+		if _, err := s.FinishWorkflow(ctx, "done-child", StatusSuccess, `1`, ""); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Cancel(ctx, "root"); err != nil || !ok {
+			t.Fatalf("Cancel(root) = %v, %v", ok, err)
+		}
+		want := map[string]string{"root": StatusCancelled, "child": StatusCancelled, "done-child": StatusSuccess,
+			"grandchild": StatusCancelled, "great": StatusCancelled, "stranger": StatusPending, "strangers-child": StatusPending}
+		for id, st := range want {
+			if w, err := s.Workflow(ctx, id); err != nil || w.Status != st {
+				t.Errorf("%s: status %q, %v; want %s", id, w.Status, err, st)
+			}
+		}
+		if ok, err := s.Cancel(ctx, "root"); err != nil || ok {
+			t.Errorf("second Cancel(root) = %v, %v; want false", ok, err)
+		}
+	})
+}
+
+func TestPendingOtherVersions(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		for _, w := range []struct{ id, exec, ver string }{
+			{"a", "exec-a", "v1"}, {"b", "exec-a", "v0"}, {"c", "exec-a", "v0"}, {"d", "exec-a", "v2"},
+			{"e", "exec-b", "v0"}, {"done", "exec-a", "v0"},
+		} {
+			p := initParams(w.id)
+			p.Row.ExecutorID, p.Row.AppVersion = w.exec, w.ver
+			mustInit(t, s, p)
+		}
+		if _, err := s.FinishWorkflow(ctx, "done", StatusSuccess, `1`, ""); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.PendingOtherVersions(ctx, "exec-a", "v1")
+		if err != nil || !slices.Equal(got, []VersionCount{{"v0", 2}, {"v2", 1}}) {
+			t.Errorf("PendingOtherVersions = %v, %v; want [{v0 2} {v2 1}]", got, err)
+		}
+	})
+}
