@@ -192,6 +192,7 @@ func runStepAt[R any](ctx context.Context, wf *workflowState, id int, opts *Step
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)
 	}
+	started := time.Now().UnixMilli()
 	out, err := runAttempts(ctx, opts, StepInfo{WorkflowID: wf.id, StepID: id, Name: opts.Name}, fn)
 	if err != nil && ctx.Err() != nil {
 		// Interrupted by cancellation or shutdown: not an outcome. The next
@@ -199,7 +200,7 @@ func runStepAt[R any](ctx context.Context, wf *workflowState, id int, opts *Step
 		return out, err
 	}
 	logExhausted(ctx, wf, id, err)
-	return record(wf, sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: opts.Name}, out, err)
+	return record(wf, sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: opts.Name, StartedMS: started}, out, err)
 }
 
 // record stores a step's outcome and returns what the workflow must see: the

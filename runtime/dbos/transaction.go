@@ -166,7 +166,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)
 	}
-	row := sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: opts.Name}
+	row := sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: opts.Name, StartedMS: time.Now().UnixMilli()}
 	if !rt.app.same && wf.recorded != nil {
 		// A previous execution may have committed in the application
 		// database and crashed before its system checkpoint: that record is

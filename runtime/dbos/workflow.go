@@ -112,7 +112,8 @@ func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R],
 		return h, err
 	}
 	if _, ok := parent.recorded[stepID]; !ok {
-		row := sysdb.StepRow{WorkflowID: parent.id, StepID: stepID, Name: w.opts.Name, ChildID: id}
+		now := time.Now().UnixMilli()
+		row := sysdb.StepRow{WorkflowID: parent.id, StepID: stepID, Name: w.opts.Name, ChildID: id, StartedMS: now, CompletedMS: now}
 		if _, _, err := rt.recordStep(row); err != nil {
 			return nil, parent.abort(errorf(ErrDatabase, err, "dbos: recording child workflow %s of workflow %s", id, parent.id))
 		}
