@@ -41,13 +41,10 @@ func emit(pkg *Package, nm *naming) ([]byte, error) {
 			workflows = append(workflows, fn)
 		}
 	}
-	if len(workflows) > 0 {
-		e.register(workflows)
-	}
 	e.doc(helperPrefix + "AppVersion is the hash of this package's annotated functions, part of the default application version: recovery resumes only workflows started by the same code.")
 	f.Const().Id(helperPrefix + "AppVersion").Op("=").Lit(pkg.Version)
 	f.Line()
-	f.Var().Id("_").Op("=").Qual(dbosPath, "RegisterVersion").Call(jen.Lit(pkg.Path), jen.Id(helperPrefix+"AppVersion"))
+	e.register(pkg.Path, workflows)
 
 	var buf bytes.Buffer
 	if err := f.Render(&buf); err != nil {
@@ -292,7 +289,7 @@ func (e *emitter) workflow(fn *Func) {
 // register registers the workflows in an init function rather than in
 // variable initializers: a workflow that calls or starts itself (or another
 // that calls it back) would otherwise be an initialization cycle.
-func (e *emitter) register(fns []*Func) {
+func (e *emitter) register(pkgPath string, fns []*Func) {
 	taken := func(n string) bool { return e.nm.global[n] || isUniverse(n) || token.IsKeyword(n) }
 	fresh := func(base string) string {
 		n := base
@@ -302,7 +299,7 @@ func (e *emitter) register(fns []*Func) {
 		return n
 	}
 	ctx, args := fresh("ctx"), fresh("args")
-	body := make([]jen.Code, 0, len(fns))
+	body := make([]jen.Code, 0, len(fns)+1)
 	for _, fn := range fns {
 		o := fn.Workflow
 		opts := []jen.Code{
@@ -326,7 +323,12 @@ func (e *emitter) register(fns []*Func) {
 		body = append(body, jen.Id(fn.OptionsVar).Op("=").Qual(dbosPath, "RegisterWorkflow").Call(
 			jen.Qual(dbosPath, "WorkflowOptions").Custom(multi, opts...), closure))
 	}
-	e.doc("init registers every workflow by name, so that recovery can decode its stored inputs and resume it.")
+	body = append(body, jen.Qual(dbosPath, "RegisterVersion").Call(jen.Lit(pkgPath), jen.Id(helperPrefix+"AppVersion")))
+	if len(fns) > 0 {
+		e.doc("init registers every workflow by name, so that recovery can decode its stored inputs and resume it, and this package's version hash.")
+	} else {
+		e.doc("init registers this package's version hash.")
+	}
 	e.f.Func().Id("init").Params().Block(body...)
 	e.f.Line()
 }

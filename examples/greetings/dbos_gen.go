@@ -101,8 +101,13 @@ func startGreetWorkflow(ctx context.Context, name string) (*dbos.WorkflowHandle[
 	return dbosgenWorkflow_greet.Start(ctx, dbosgenArgs_greet{Name: name})
 }
 
+// dbosgenAppVersion is the hash of this package's annotated functions, part of
+// the default application version: recovery resumes only workflows started by
+// the same code.
+const dbosgenAppVersion = "0c888ae10e851845f98db10816cb86aba075201fe7b697c78f5a588168fa62a9"
+
 // init registers every workflow by name, so that recovery can decode its
-// stored inputs and resume it.
+// stored inputs and resume it, and this package's version hash.
 func init() {
 	dbosgenWorkflow_greet = dbos.RegisterWorkflow(dbos.WorkflowOptions{
 		Name:                "github.com/dbosgen/dbosgen/examples/greetings.greet",
@@ -110,11 +115,5 @@ func init() {
 	}, func(ctx context.Context, args dbosgenArgs_greet) (string, error) {
 		return greet(ctx, args.Name)
 	})
+	dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/greetings", dbosgenAppVersion)
 }
-
-// dbosgenAppVersion is the hash of this package's annotated functions, part of
-// the default application version: recovery resumes only workflows started by
-// the same code.
-const dbosgenAppVersion = "0c888ae10e851845f98db10816cb86aba075201fe7b697c78f5a588168fa62a9"
-
-var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/greetings", dbosgenAppVersion)

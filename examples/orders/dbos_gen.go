@@ -131,8 +131,13 @@ func startCheckoutWorkflow(ctx context.Context, o Order) (*dbos.WorkflowHandle[R
 	return dbosgenWorkflow_checkout.Start(ctx, dbosgenArgs_checkout{O: o})
 }
 
+// dbosgenAppVersion is the hash of this package's annotated functions, part of
+// the default application version: recovery resumes only workflows started by
+// the same code.
+const dbosgenAppVersion = "9e1de66e5d5043734fc64bfe836c0e1718d48363871f916b5addd48a8c5e186c"
+
 // init registers every workflow by name, so that recovery can decode its
-// stored inputs and resume it.
+// stored inputs and resume it, and this package's version hash.
 func init() {
 	dbosgenWorkflow_checkout = dbos.RegisterWorkflow(dbos.WorkflowOptions{
 		Name:                "github.com/dbosgen/dbosgen/examples/orders.checkout",
@@ -140,11 +145,5 @@ func init() {
 	}, func(ctx context.Context, args dbosgenArgs_checkout) (Receipt, error) {
 		return checkout(ctx, args.O)
 	})
+	dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", dbosgenAppVersion)
 }
-
-// dbosgenAppVersion is the hash of this package's annotated functions, part of
-// the default application version: recovery resumes only workflows started by
-// the same code.
-const dbosgenAppVersion = "9e1de66e5d5043734fc64bfe836c0e1718d48363871f916b5addd48a8c5e186c"
-
-var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", dbosgenAppVersion)

@@ -54,12 +54,12 @@ func lookupWorkflow(name string) (recoverable, bool) {
 }
 
 // RegisterVersion records the hash of a package's annotated code. Generated
-// code calls it; the default application version combines every package's.
-func RegisterVersion(pkgPath, hash string) struct{} {
+// code calls it from init; the default application version combines every
+// package's.
+func RegisterVersion(pkgPath, hash string) {
 	registry.Lock()
 	defer registry.Unlock()
 	registry.versions[pkgPath] = hash
-	return struct{}{}
 }
 
 func generatedVersion() string {

@@ -105,8 +105,13 @@ func startChildWorkflow(ctx context.Context, job Job) (*dbos.WorkflowHandle[Rece
 	return dbosgenWorkflow_child.Start(ctx, dbosgenArgs_child{Job: job})
 }
 
+// dbosgenAppVersion is the hash of this package's annotated functions, part of
+// the default application version: recovery resumes only workflows started by
+// the same code.
+const dbosgenAppVersion = "2e19a50f54bdb5434c01ab0831bf8d0dce159ec3018c8433e7f58cdcf66e32d1"
+
 // init registers every workflow by name, so that recovery can decode its
-// stored inputs and resume it.
+// stored inputs and resume it, and this package's version hash.
 func init() {
 	dbosgenWorkflow_order = dbos.RegisterWorkflow(dbos.WorkflowOptions{
 		Name:                "github.com/dbosgen/dbosgen/runtime/internal/torture/worker.order",
@@ -120,11 +125,5 @@ func init() {
 	}, func(ctx context.Context, args dbosgenArgs_child) (Receipt, error) {
 		return child(ctx, args.Job)
 	})
+	dbos.RegisterVersion("github.com/dbosgen/dbosgen/runtime/internal/torture/worker", dbosgenAppVersion)
 }
-
-// dbosgenAppVersion is the hash of this package's annotated functions, part of
-// the default application version: recovery resumes only workflows started by
-// the same code.
-const dbosgenAppVersion = "2e19a50f54bdb5434c01ab0831bf8d0dce159ec3018c8433e7f58cdcf66e32d1"
-
-var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/runtime/internal/torture/worker", dbosgenAppVersion)
