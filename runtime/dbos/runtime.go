@@ -94,6 +94,11 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 		store.Close()
 		return nil, err
 	}
+	if err := checkBudget(ctx, sysPool, rt.app.pool); err != nil {
+		rt.app.close()
+		store.Close()
+		return nil, err
+	}
 	running := rt.runningCount
 	for _, p := range []*pgPool{sysPool, rt.app.pool} {
 		if p != nil {
