@@ -81,7 +81,17 @@ func openPool(ctx context.Context, rc resolved, role string) (*pgPool, error) {
 	if p.Pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		return nil, errorf(ErrDatabase, err, "dbos: connecting to %s", p.target)
 	}
-	if err = p.ping(ctx); err != nil {
+	err = p.ping(ctx)
+	if pgCode(err) == "3D000" {
+		// As DBOS does: a missing database is created, so a fresh server
+		// needs no setup step.
+		if err = createDatabase(ctx, p, rc.Logger); err != nil {
+			p.Close()
+			return nil, err
+		}
+		err = p.ping(ctx)
+	}
+	if err != nil {
 		p.Close()
 		if tooManyConnections(err) {
 			return nil, errorf(ErrConfig, err, "dbos: %s refused a connection: too many connections. This runtime opens up to %s to it; "+
