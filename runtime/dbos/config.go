@@ -30,10 +30,14 @@ type Config struct {
 	// SystemDatabaseURL is where workflow status and step outcomes live:
 	// postgres://… or postgresql://… for PostgreSQL, sqlite://path or a path
 	// ending in .sqlite or .db for SQLite. Default: $DBOS_SYSTEM_DATABASE_URL,
-	// else .dbos/<AppName>.sqlite.
+	// else .dbos/<AppName>.sqlite. A PostgreSQL database that does not
+	// exist is created at Launch, as DBOS does, from the "postgres"
+	// database as the URL's user; if the user may not, Launch fails with
+	// ErrConfig saying how to create it.
 	SystemDatabaseURL string
 	// ApplicationDatabaseURL is where transactions run. Default:
-	// $APP_DATABASE_URL, else the system database.
+	// $APP_DATABASE_URL, else the system database. Created like the system
+	// database when missing.
 	ApplicationDatabaseURL string
 	// ExecutorID identifies this process among those sharing a system
 	// database; Launch recovers only this executor's workflows.
