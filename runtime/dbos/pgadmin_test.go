@@ -48,8 +48,13 @@ const rolePassword = "dbosgen-test"
 // will own: cleanups run last-registered first, so they are dropped before it.
 func testRole(t testing.TB, options string) string {
 	t.Helper()
+	return testRoleWithPassword(t, options, rolePassword)
+}
+
+func testRoleWithPassword(t testing.TB, options, password string) string {
+	t.Helper()
 	name := fmt.Sprintf("dbosgen_role_%d_%d", os.Getpid(), roleSeq.Add(1))
-	adminExec(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s' %s", name, rolePassword, options))
+	adminExec(t, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD '%s' %s", name, password, options))
 	t.Cleanup(func() {
 		c, err := pgx.Connect(context.Background(), dbtest.AdminURL())
 		if err != nil {
@@ -64,14 +69,19 @@ func testRole(t testing.TB, options string) string {
 	return name
 }
 
-// asRole rewrites a PostgreSQL URL to log in as role.
+// asRole rewrites a PostgreSQL URL to log in as a role made by testRole.
 func asRole(t testing.TB, raw, role string) string {
+	t.Helper()
+	return asRolePassword(t, raw, role, rolePassword)
+}
+
+func asRolePassword(t testing.TB, raw, role, password string) string {
 	t.Helper()
 	u, err := url.Parse(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.User = url.UserPassword(role, rolePassword)
+	u.User = url.UserPassword(role, password)
 	return u.String()
 }
 
