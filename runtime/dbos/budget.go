@@ -3,6 +3,7 @@ package dbos
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -44,7 +45,7 @@ type budgetUse struct {
 }
 
 // checkBudget refuses pools that cannot fit the server's limits together.
-func checkBudget(ctx context.Context, pools ...*pgPool) error {
+func checkBudget(ctx context.Context, log *slog.Logger, pools ...*pgPool) error {
 	var uses []budgetUse
 	for _, p := range pools {
 		if p == nil {
@@ -53,7 +54,11 @@ func checkBudget(ctx context.Context, pools ...*pgPool) error {
 		var l connLimits
 		err := p.QueryRow(ctx, limitsQuery).Scan(&l.user, &l.super, &l.roleLimit, &l.db, &l.dbLimit, &l.maxConns, &l.forUser)
 		if err != nil {
-			return errorf(ErrDatabase, err, "dbos: reading the connection limits of %s", p.target)
+			// A server that speaks PostgreSQL's protocol without its catalogs
+			// (or settings) still runs workflows: the check is a courtesy.
+			log.Warn("cannot read the connection limits; the pool sizes are not checked against them",
+				"database", p.target.String(), "error", err)
+			return nil
 		}
 		cc := p.cfg.ConnConfig
 		uses = append(uses, budgetUse{pool: p, limits: l, server: fmt.Sprintf("%s:%d", cc.Host, cc.Port)})

@@ -94,7 +94,7 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 		store.Close()
 		return nil, err
 	}
-	if err := checkBudget(ctx, sysPool, rt.app.pool); err != nil {
+	if err := checkBudget(ctx, rc.Logger, sysPool, rt.app.pool); err != nil {
 		rt.app.close()
 		store.Close()
 		return nil, err
