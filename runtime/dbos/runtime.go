@@ -75,6 +75,11 @@ func defaultRuntime() *Runtime {
 // Launch connects to the system database, creates or upgrades its schema,
 // and recovers this executor's PENDING workflows of the current application
 // version, each from its last completed step.
+//
+// On PostgreSQL it creates a database that does not exist yet, and refuses
+// with ErrConfig pool sizes that cannot fit the role's, the database's or
+// the server's connection limit (see Config.ConnectionWaitTimeout for the
+// budget).
 func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err := registryError(); err != nil {
 		return nil, err
