@@ -311,7 +311,9 @@ func TestNoPasswordInErrorsOrLogs(t *testing.T) {
 		{"refused quoted key=value", "host=127.0.0.1 port=1 user=alice password='" + secret + " x' dbname=db sslmode=disable connect_timeout=2", "", true},
 		{"refused query password", "postgres://alice@127.0.0.1:1/db?sslmode=disable&connect_timeout=2&password=" + secret, "", true},
 		{"bad port", "postgres://alice:" + secret + "@127.0.0.1:notaport/db", "", true},
-		{"no such database", strings.Replace(withPassword, "/dbosgen_", "/nosuchdb_", 1), "", true},
+		// A missing database is created (and logged), unless the role may not.
+		{"no such database", strings.Replace(missingDatabase(t, "pw"), "postgres://postgres@", "postgres://postgres:"+secret+"@", 1), "", false},
+		{"no such database, not creatable", asRolePassword(t, missingDatabase(t, "pwnc"), testRoleWithPassword(t, "NOCREATEDB", secret), secret), "", true},
 		{"application database refused", good, "postgres://alice:" + secret + "@127.0.0.1:1/app?sslmode=disable&connect_timeout=2", true},
 		{"launched with a password", withPassword, "", false},
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jmoiron/sqlx"
@@ -29,10 +30,14 @@ type Config struct {
 	// SystemDatabaseURL is where workflow status and step outcomes live:
 	// postgres://… or postgresql://… for PostgreSQL, sqlite://path or a path
 	// ending in .sqlite or .db for SQLite. Default: $DBOS_SYSTEM_DATABASE_URL,
-	// else .dbos/<AppName>.sqlite.
+	// else .dbos/<AppName>.sqlite. A PostgreSQL database that does not
+	// exist is created at Launch, as DBOS does, from the "postgres"
+	// database as the URL's user; if the user may not, Launch fails with
+	// ErrConfig saying how to create it.
 	SystemDatabaseURL string
 	// ApplicationDatabaseURL is where transactions run. Default:
-	// $APP_DATABASE_URL, else the system database.
+	// $APP_DATABASE_URL, else the system database. Created like the system
+	// database when missing.
 	ApplicationDatabaseURL string
 	// ExecutorID identifies this process among those sharing a system
 	// database; Launch recovers only this executor's workflows.
@@ -46,6 +51,30 @@ type Config struct {
 	Schema string
 	// Logger receives the runtime's logs. Default: slog.Default().
 	Logger *slog.Logger
+	// SystemPoolSize caps the connections of the PostgreSQL system database
+	// pool. When the application database is the system database,
+	// transactions draw from this pool too: one cap for the whole runtime.
+	// Default: 20. A pool_max_conns parameter in SystemDatabaseURL wins over
+	// this field: the URL is what an operator sets per deployment.
+	SystemPoolSize int
+	// ApplicationPoolSize caps the connections of a separate PostgreSQL
+	// application database (ApplicationDatabaseURL naming another
+	// database). Default: 20. A pool_max_conns parameter in
+	// ApplicationDatabaseURL wins over this field.
+	ApplicationPoolSize int
+	// ConnectionWaitTimeout bounds how long a statement or transaction waits
+	// for a free pooled connection (PostgreSQL) before it fails with
+	// ErrDatabase; the wait is logged, with what holds the connections, once
+	// it lasts a third of this. It also bounds how long a server that
+	// refuses connections as "too many" is retried. Default: 30s.
+	//
+	// On PostgreSQL a runtime holds at most SystemPoolSize + 1 connections
+	// (the extra one LISTENs for cancellations), plus ApplicationPoolSize
+	// with a separate application database; the minimum is 2 (pool size 1).
+	// Launch checks this budget against the role's and database's
+	// CONNECTION LIMIT and the server's max_connections, and refuses with
+	// ErrConfig when it cannot fit.
+	ConnectionWaitTimeout time.Duration
 	// Setup, when set, runs on the application database after the system
 	// schema is ready and before Launch resumes any workflow: create or
 	// migrate your own tables here, so recovered workflows find them.
@@ -174,36 +203,13 @@ func resolveConfig(cfg Config) (resolved, error) {
 	} else {
 		r.sameDB = r.ApplicationDatabaseURL == r.SystemDatabaseURL
 	}
-	if r.app.engine == enginePostgres {
-		// The application database is opened through database/sql, whose
-		// pgx driver would send pgxpool's pool_* settings to the server as
-		// run-time parameters, which it refuses.
-		r.app.url = withoutPoolParams(r.app.url)
+	if r.SystemPoolSize < 0 || r.ApplicationPoolSize < 0 || r.ConnectionWaitTimeout < 0 {
+		return r, fmt.Errorf("%w: SystemPoolSize, ApplicationPoolSize and ConnectionWaitTimeout cannot be negative", ErrConfig)
+	}
+	if r.ConnectionWaitTimeout == 0 {
+		r.ConnectionWaitTimeout = defaultConnectionWait
 	}
 	return r, nil
-}
-
-var poolParam = regexp.MustCompile(`(^|\s)pool_\w+=('[^']*'|\S*)`)
-
-// withoutPoolParams removes pgxpool's pool_* parameters from a PostgreSQL
-// URL or key=value connection string.
-func withoutPoolParams(s string) string {
-	if u, err := url.Parse(s); err == nil && u.Scheme != "" {
-		q := u.Query()
-		changed := false
-		for k := range q {
-			if strings.HasPrefix(k, "pool_") {
-				q.Del(k)
-				changed = true
-			}
-		}
-		if changed {
-			u.RawQuery = q.Encode()
-			return u.String()
-		}
-		return s
-	}
-	return strings.TrimSpace(poolParam.ReplaceAllString(s, "$1"))
 }
 
 func sanitizeFileName(s string) string {

@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Runtime runs workflows against one system database. Launch makes one;
@@ -23,6 +20,9 @@ type Runtime struct {
 	log   *slog.Logger
 	store sysdb.Store
 	app   *appDB
+	// sysPool is the PostgreSQL system pool (nil on SQLite), for its state
+	// in logs.
+	sysPool *pgPool
 
 	// ctx ends workflows (Shutdown); dbCtx ends database retries, later, so
 	// outcomes known at shutdown are still recorded.
@@ -75,6 +75,11 @@ func defaultRuntime() *Runtime {
 // Launch connects to the system database, creates or upgrades its schema,
 // and recovers this executor's PENDING workflows of the current application
 // version, each from its last completed step.
+//
+// On PostgreSQL it creates a database that does not exist yet, and refuses
+// with ErrConfig pool sizes that cannot fit the role's, the database's or
+// the server's connection limit (see Config.ConnectionWaitTimeout for the
+// budget).
 func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err := registryError(); err != nil {
 		return nil, err
@@ -83,16 +88,27 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := openStore(ctx, rc)
+	store, sysPool, err := openStore(ctx, rc)
 	if err != nil {
 		return nil, err
 	}
-	rt := &Runtime{cfg: rc, log: rc.Logger, store: store, executions: map[string]*execution{}}
+	rt := &Runtime{cfg: rc, log: rc.Logger, store: store, sysPool: sysPool, executions: map[string]*execution{}}
 	rt.ctx, rt.stop = context.WithCancel(context.Background())
 	rt.dbCtx, rt.stopDB = context.WithCancel(context.Background())
-	if rt.app, err = openApp(ctx, rc, store); err != nil {
+	if rt.app, err = openApp(ctx, rc, store, sysPool); err != nil {
 		store.Close()
 		return nil, err
+	}
+	if err := checkBudget(ctx, rc.Logger, sysPool, rt.app.pool); err != nil {
+		rt.app.close()
+		store.Close()
+		return nil, err
+	}
+	running := rt.runningCount
+	for _, p := range []*pgPool{sysPool, rt.app.pool} {
+		if p != nil {
+			p.tracer.running.Store(&running)
+		}
 	}
 	if rc.Setup != nil {
 		if err := rc.Setup(ctx, rt.app.db); err != nil {
@@ -114,70 +130,43 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 	return rt, nil
 }
 
-func openStore(ctx context.Context, rc resolved) (sysdb.Store, error) {
+// openStore opens the system database; on PostgreSQL it returns its pool too.
+func openStore(ctx context.Context, rc resolved) (sysdb.Store, *pgPool, error) {
 	var store sysdb.Store
+	var pool *pgPool
 	switch rc.system.engine {
 	case enginePostgres:
-		pool, err := openPool(ctx, rc.system, rc.tracer)
-		if err != nil {
-			return nil, fmt.Errorf("system database: %w", err)
+		var err error
+		if pool, err = openPool(ctx, rc, "system"); err != nil {
+			return nil, nil, fmt.Errorf("system database: %w", err)
 		}
-		store = sysdb.NewPostgres(pool, rc.Schema, rc.AppName)
+		store = sysdb.NewPostgres(pool.Pool, rc.Schema, rc.AppName)
 	case engineSQLite:
 		s, err := sysdb.OpenSQLite(ctx, rc.system.path, rc.AppName)
 		if err != nil {
-			return nil, errorf(ErrDatabase, err, "dbos: system database %s", rc.system)
+			return nil, nil, errorf(ErrDatabase, err, "dbos: system database %s", rc.system)
 		}
 		store = s
 	}
 	// Connected: from here a database that drops away briefly (a restart, a
 	// cut connection) is waited for, within ctx, rather than failing Launch.
 	var mr sysdb.MigrateResult
-	err := retryTransient(ctx, rc.Logger, func(ctx context.Context) (err error) {
+	err := retryTransient(ctx, rc.Logger, rc.ConnectionWaitTimeout, pool.attrs, func(ctx context.Context) (err error) {
 		mr, err = store.Migrate(ctx)
 		return err
 	})
 	if err != nil {
 		store.Close()
 		if errors.Is(err, sysdb.ErrOldSchema) {
-			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+			return nil, nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		return nil, errorf(ErrDatabase, err, "dbos: preparing system database %s", rc.system)
+		return nil, nil, errorf(ErrDatabase, err, "dbos: preparing system database %s", rc.system)
 	}
 	if mr.Newer() {
 		rc.Logger.Info("dbos: the system database was migrated by a newer DBOS release; using it (DBOS migrations only add)",
 			"schema_version", mr.Version, "dbosgen_schema_version", sysdb.SchemaVersion, "system_database", rc.system.String())
 	}
-	return store, nil
-}
-
-func openPool(ctx context.Context, t dbTarget, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
-	pc, err := pgxpool.ParseConfig(t.url)
-	if err != nil {
-		return nil, fmt.Errorf("%w: cannot parse %s: %v", ErrConfig, t, redactURL(err.Error()))
-	}
-	if pc.ConnConfig.ConnectTimeout == 0 {
-		pc.ConnConfig.ConnectTimeout = 10 * time.Second
-	}
-	if !strings.Contains(t.url, "pool_max_conns") {
-		// pgxpool's default (4 on a small machine) would queue concurrent
-		// workflows' checkpoints behind each other.
-		pc.MaxConns = max(pc.MaxConns, 16)
-	}
-	if tracer != nil {
-		pc.ConnConfig.Tracer = tracer
-	}
-	pool, err := pgxpool.NewWithConfig(ctx, pc)
-	if err != nil {
-		return nil, errorf(ErrDatabase, err, "dbos: connecting to %s", t)
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout+time.Second)
-	defer cancel()
-	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		return nil, errorf(ErrDatabase, err, "dbos: cannot reach %s (is PostgreSQL running and the URL right?)", t)
-	}
-	return pool, nil
+	return store, pool, nil
 }
 
 // Shutdown stops the runtime: running workflows are interrupted (they stay
@@ -368,24 +357,61 @@ func (rt *Runtime) pollCancellations(ctx context.Context) {
 // database being away, or ctx ends. Waits are capped and jittered so that
 // many workflows do not hammer a restarting server in step.
 func (rt *Runtime) retryDB(ctx context.Context, op func(context.Context) error) error {
-	return retryTransient(ctx, rt.log, op)
+	return retryTransient(ctx, rt.log, rt.cfg.ConnectionWaitTimeout, rt.poolAttrs, op)
 }
 
-func retryTransient(ctx context.Context, log *slog.Logger, op func(context.Context) error) error {
+func (rt *Runtime) runningCount() int {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return len(rt.executions)
+}
+
+// poolAttrs describes the pools' state for logs.
+func (rt *Runtime) poolAttrs() []any {
+	a := rt.sysPool.attrs()
+	if rt.app != nil && rt.app.pool != nil {
+		a = append(a, slog.Group("application", rt.app.pool.attrs()...))
+	}
+	return a
+}
+
+// retryTransient runs op until it succeeds or fails for good. A database
+// that is away (a restart, a cut connection) is waited for as long as ctx
+// lasts; a server refusing connections as too many is retried for at most
+// wait, since that ends only when someone else lets go; a wait for a pooled
+// connection that timed out is reported with the pools' state.
+func retryTransient(ctx context.Context, log *slog.Logger, wait time.Duration, attrs func() []any, op func(context.Context) error) error {
 	delay := 50 * time.Millisecond
+	var crowdedSince time.Time
 	for attempt := 0; ; attempt++ {
 		err := op(ctx)
-		if err == nil || !sysdb.IsTransient(err) || ctx.Err() != nil {
+		if err == nil || ctx.Err() != nil {
 			return err
 		}
-		if attempt == 0 {
-			log.Warn("database unavailable, retrying", "error", err)
+		switch {
+		case tooManyConnections(err):
+			if crowdedSince.IsZero() {
+				crowdedSince = time.Now()
+				log.Warn("PostgreSQL refused a connection: too many connections; retrying for "+wait.String(),
+					append(attrs(), "error", err)...)
+			} else if time.Since(crowdedSince) > wait {
+				return errorf(ErrConfig, err, "dbos: PostgreSQL refused new connections for %v: too many connections for the role, "+
+					"the database or the server; other sessions hold the slots this runtime's pools were sized for (see Config.SystemPoolSize)", wait)
+			}
+		case errors.Is(err, context.DeadlineExceeded):
+			// ctx is live, so the deadline was the pool's: no connection
+			// came free within the wait (the tracer has logged who holds them).
+			return fmt.Errorf("no pooled connection came free within %v (%s): %w", wait, describeAttrs(attrs()), err)
+		case !sysdb.IsTransient(err):
+			return err
+		case attempt == 0:
+			log.Warn("database unavailable, retrying", append(attrs(), "error", err)...)
 		}
-		wait := delay/2 + rand.N(delay/2+1)
+		pause := delay/2 + rand.N(delay/2+1)
 		select {
 		case <-ctx.Done():
 			return err
-		case <-time.After(wait):
+		case <-time.After(pause):
 		}
 		delay = min(delay*2, 5*time.Second)
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
-	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx" for the application database
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -49,6 +49,7 @@ type appDB struct {
 	sqlite   bool
 	same     bool // the system database: the checkpoint commits with the user's writes
 	recorder sysdb.TxRecorder
+	pool     *pgPool // a separate PostgreSQL application database's own pool
 	close    func()
 }
 
@@ -61,7 +62,10 @@ func (a *appDB) reader() *sqlx.DB {
 	return a.db
 }
 
-func openApp(ctx context.Context, rc resolved, store sysdb.Store) (*appDB, error) {
+// openApp opens the application database. On PostgreSQL, when it is the
+// system database, transactions share sysPool: one cap for the runtime, and
+// a checkpoint can commit with the transaction's writes.
+func openApp(ctx context.Context, rc resolved, store sysdb.Store, sysPool *pgPool) (*appDB, error) {
 	a := &appDB{sqlite: rc.app.engine == engineSQLite, same: rc.sameDB}
 	a.recorder = sysdb.NewTxRecorder(a.sqlite, rc.Schema, a.same, rc.AppName)
 	switch {
@@ -91,23 +95,31 @@ func openApp(ctx context.Context, rc resolved, store sysdb.Store) (*appDB, error
 		a.db, a.ro, a.close = sqlx.NewDb(s.WriteDB(), "sqlite"), sqlx.NewDb(s.ReadDB(), "sqlite"), s.Close
 		return a, nil
 	}
-	db, err := sqlx.Open("pgx", rc.app.url)
-	if err != nil {
-		return nil, fmt.Errorf("%w: application database %s: %v", ErrConfig, rc.app, err)
+	// database/sql over a pgxpool: the pool's cap, its bounded and logged
+	// waits for a connection, and its size rules (see Config) hold for
+	// transactions too. database/sql keeps no idle connections of its own
+	// (stdlib.OpenDBFromPool), so none hide from the pool.
+	pool := sysPool
+	if !a.same {
+		var err error
+		if pool, err = openPool(ctx, rc, "application"); err != nil {
+			return nil, fmt.Errorf("application database: %w", err)
+		}
+		a.pool = pool
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := db.PingContext(pingCtx); err != nil {
+	db := sqlx.NewDb(stdlib.OpenDBFromPool(pool.Pool), "pgx")
+	a.db, a.close = db, func() {
 		db.Close()
-		return nil, errorf(ErrDatabase, err, "dbos: cannot reach application database %s (is it running and the URL right?)", rc.app)
+		if a.pool != nil {
+			a.pool.Close()
+		}
 	}
 	if !a.same {
 		if err := sysdb.MigratePostgresApp(ctx, db.DB, rc.Schema); err != nil {
-			db.Close()
+			a.close()
 			return nil, errorf(ErrDatabase, err, "dbos: migrating application database %s", rc.app)
 		}
 	}
-	a.db, a.close = db, func() { db.Close() }
 	return a, nil
 }
 

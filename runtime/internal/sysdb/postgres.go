@@ -290,6 +290,11 @@ func IsTransient(err error) bool {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if pgErr.Code == "53300" {
+			// too_many_connections: the slots are held by sessions that do
+			// not end because we wait; the caller decides how long to try.
+			return false
+		}
 		switch pgErr.Code[:2] {
 		case "08", "57", "53": // connection exception, operator intervention, insufficient resources
 			return true
