@@ -38,9 +38,10 @@ var (
 	otherWF      = dbos.RegisterWorkflow(dbos.WorkflowOptions{Name: "test.other"}, dispatch)
 	fragileWF    = dbos.RegisterWorkflow(dbos.WorkflowOptions{Name: "test.fragile", MaxRecoveryAttempts: 2}, dispatch)
 	timeoutWF    = dbos.RegisterWorkflow(dbos.WorkflowOptions{Name: "test.timeout", Timeout: 300 * time.Millisecond}, dispatch)
-	_            = dbos.RegisterVersion("github.com/dbosgen/dbosgen/runtime/dbos_test", "testhash")
 	testLogLevel = slog.LevelWarn
 )
+
+func init() { dbos.RegisterVersion("github.com/dbosgen/dbosgen/runtime/dbos_test", "testhash") }
 
 // setBody registers the body of the calling test's workflows and returns the
 // input that selects it.
