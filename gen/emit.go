@@ -21,7 +21,7 @@ func emit(pkg *Package, nm *naming) ([]byte, error) {
 	// Name every import explicitly: jennifer would otherwise guess aliases
 	// from paths (v5 for pgx) and could pick one a user identifier takes.
 	for path, name := range nm.imports {
-		if path == dbosPath && name == "dbos" || path == sqlxPath && name == "sqlx" || name == lastElemName(path) {
+		if path == dbosPath && name == "dbos" || path == implPath && name == "dbosimpl" || path == sqlxPath && name == "sqlx" || name == lastElemName(path) {
 			f.ImportName(path, name)
 		} else {
 			f.ImportAlias(path, name)
@@ -206,7 +206,7 @@ func (e *emitter) step(fn *Func) {
 	if o.ShouldRetry != "" {
 		opts = append(opts, field("ShouldRetry", jen.Id(o.ShouldRetry)))
 	}
-	e.f.Var().Id(fn.OptionsVar).Op("=").Qual(dbosPath, "StepOptions").Custom(multi, opts...)
+	e.f.Var().Id(fn.OptionsVar).Op("=").Qual(implPath, "StepOptions").Custom(multi, opts...)
 
 	closure := jen.Func().Params(jen.Id(fn.ctxName).Qual(contextPath, "Context")).Params(resultType(fn), jen.Error()).
 		Block(closureReturn(fn, callArgs(fn, jen.Id(fn.ctxName))))
@@ -217,12 +217,12 @@ func (e *emitter) step(fn *Func) {
 	e.f.Line()
 	e.doc(fmt.Sprintf("%s runs %s as a durable step. Inside a workflow its outcome is recorded under the next step ID and, when the workflow runs again, returned without calling it; outside a workflow it only applies the retry policy.", fn.Wrapper, fn.Name))
 	e.f.Add(funcHead(fn, fn.Wrapper)).Params(wrapperParams(fn)...).Add(results(fn)).
-		Block(returnRun(fn, jen.Qual(dbosPath, "RunStep").Call(runArgs()...))...)
+		Block(returnRun(fn, jen.Qual(implPath, "RunStep").Call(runArgs()...))...)
 
 	e.f.Line()
 	e.doc(fmt.Sprintf("%s runs %s as a durable step in a new goroutine. The step ID is taken at the call, so replay matches steps to calls whatever order they finish in.", fn.Second, fn.Name))
 	e.f.Add(funcHead(fn, fn.Second)).Params(wrapperParams(fn)...).Op("*").Qual(dbosPath, "Future").Types(resultType(fn)).
-		Block(jen.Return(jen.Qual(dbosPath, "RunStepAsync").Call(runArgs()...)))
+		Block(jen.Return(jen.Qual(implPath, "RunStepAsync").Call(runArgs()...)))
 	e.f.Line()
 }
 
@@ -237,12 +237,12 @@ func (e *emitter) transaction(fn *Func) {
 	e.configComment(fn, "configures transaction")
 	opts := []jen.Code{
 		field("Name", jen.Lit(fn.DurableName)),
-		field("Isolation", jen.Qual(dbosPath, isolationConst[o.Isolation])),
+		field("Isolation", jen.Qual(implPath, isolationConst[o.Isolation])),
 	}
 	if o.ReadOnly {
 		opts = append(opts, field("ReadOnly", jen.True()))
 	}
-	e.f.Var().Id(fn.OptionsVar).Op("=").Qual(dbosPath, "TransactionOptions").Custom(multi, opts...)
+	e.f.Var().Id(fn.OptionsVar).Op("=").Qual(implPath, "TransactionOptions").Custom(multi, opts...)
 
 	closure := jen.Func().Params(jen.Id(fn.ctxName).Qual(contextPath, "Context"), jen.Id(fn.txName).Op("*").Qual(sqlxPath, "Tx")).
 		Params(resultType(fn), jen.Error()).
@@ -250,7 +250,7 @@ func (e *emitter) transaction(fn *Func) {
 	e.f.Line()
 	e.doc(fmt.Sprintf("%s runs %s in a database transaction that also records its outcome, so its effects happen exactly once; a replay returns the recorded outcome.", fn.Wrapper, fn.Name))
 	e.f.Add(funcHead(fn, fn.Wrapper)).Params(wrapperParams(fn)...).Add(results(fn)).
-		Block(returnRun(fn, jen.Qual(dbosPath, "RunTransaction").Call(jen.Id(fn.ctxName), jen.Op("&").Id(fn.OptionsVar), closure))...)
+		Block(returnRun(fn, jen.Qual(implPath, "RunTransaction").Call(jen.Id(fn.ctxName), jen.Op("&").Id(fn.OptionsVar), closure))...)
 	e.f.Line()
 }
 
@@ -265,7 +265,7 @@ func (e *emitter) workflow(fn *Func) {
 	e.f.Type().Id(fn.ArgsType).Struct(fields...)
 	e.f.Line()
 	e.f.Comment(fmt.Sprintf("%s is workflow %s, registered by init.", fn.OptionsVar, fn.Name))
-	e.f.Var().Id(fn.OptionsVar).Op("*").Qual(dbosPath, "Workflow").Types(jen.Id(fn.ArgsType), resultType(fn))
+	e.f.Var().Id(fn.OptionsVar).Op("*").Qual(implPath, "Workflow").Types(jen.Id(fn.ArgsType), resultType(fn))
 
 	args := jen.Id(fn.ArgsType).Custom(jen.Options{Open: "{", Close: "}", Separator: ","}, func() []jen.Code {
 		kv := make([]jen.Code, len(fn.Params))
@@ -320,10 +320,10 @@ func (e *emitter) register(pkgPath string, fns []*Func) {
 		closure := jen.Func().Params(jen.Id(ctx).Qual(contextPath, "Context"), jen.Id(args).Id(fn.ArgsType)).
 			Params(resultType(fn), jen.Error()).
 			Block(closureReturn(fn, callArgs))
-		body = append(body, jen.Id(fn.OptionsVar).Op("=").Qual(dbosPath, "RegisterWorkflow").Call(
-			jen.Qual(dbosPath, "WorkflowOptions").Custom(multi, opts...), closure))
+		body = append(body, jen.Id(fn.OptionsVar).Op("=").Qual(implPath, "RegisterWorkflow").Call(
+			jen.Qual(implPath, "WorkflowOptions").Custom(multi, opts...), closure))
 	}
-	body = append(body, jen.Qual(dbosPath, "RegisterVersion").Call(jen.Lit(pkgPath), jen.Id(helperPrefix+"AppVersion")))
+	body = append(body, jen.Qual(implPath, "RegisterVersion").Call(jen.Lit(pkgPath), jen.Id(helperPrefix+"AppVersion")))
 	if len(fns) > 0 {
 		e.doc("init registers every workflow by name, so that recovery can decode its stored inputs and resume it, and this package's version hash.")
 	} else {

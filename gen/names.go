@@ -14,6 +14,7 @@ import (
 // Import paths the generated code uses besides the user's own types.
 const (
 	dbosPath    = "github.com/dbosgen/dbosgen/runtime/dbos"
+	implPath    = "github.com/dbosgen/dbosgen/runtime/dbosimpl"
 	contextPath = "context"
 	timePath    = "time"
 )
@@ -139,8 +140,8 @@ func chooseImports(pkg *Package) *naming {
 			}
 		}
 	}
-	own := []string{contextPath, dbosPath, sqlxPath, timePath}
-	names := map[string]string{contextPath: "context", dbosPath: "dbos", sqlxPath: "sqlx", timePath: "time"}
+	own := []string{contextPath, dbosPath, implPath, sqlxPath, timePath}
+	names := map[string]string{contextPath: "context", dbosPath: "dbos", implPath: "dbosimpl", sqlxPath: "sqlx", timePath: "time"}
 	seen := map[string]bool{}
 	var others []string
 	for _, fn := range pkg.Funcs {
@@ -178,7 +179,7 @@ func typePackages(t types.Type, from *types.Package, names map[string]string, se
 		}
 		if !seen[p.Path()] {
 			seen[p.Path()] = true
-			if p.Path() != contextPath && p.Path() != dbosPath && p.Path() != sqlxPath && p.Path() != timePath {
+			if p.Path() != contextPath && p.Path() != dbosPath && p.Path() != implPath && p.Path() != sqlxPath && p.Path() != timePath {
 				*out = append(*out, p.Path())
 			}
 		}

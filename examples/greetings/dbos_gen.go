@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/dbos"
+	"github.com/dbosgen/dbosgen/runtime/dbosimpl"
 	"github.com/jmoiron/sqlx"
 )
 
 // dbosgenStep_fetchGreeting is the retry policy of step fetchGreeting, from:
 //
 //	//dbos:step retries_allowed max_attempts=5 interval=200ms backoff_rate=2
-var dbosgenStep_fetchGreeting = dbos.StepOptions{
+var dbosgenStep_fetchGreeting = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/examples/greetings.fetchGreeting",
 	RetriesAllowed: true,
 	MaxAttempts:    5,
@@ -27,7 +28,7 @@ var dbosgenStep_fetchGreeting = dbos.StepOptions{
 // again, returned without calling it; outside a workflow it only applies the
 // retry policy.
 func fetchGreetingStep(ctx context.Context, name string) (string, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_fetchGreeting, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_fetchGreeting, func(ctx context.Context) (string, error) {
 		return fetchGreeting(ctx, name)
 	})
 }
@@ -36,7 +37,7 @@ func fetchGreetingStep(ctx context.Context, name string) (string, error) {
 // goroutine. The step ID is taken at the call, so replay matches steps to
 // calls whatever order they finish in.
 func fetchGreetingStepAsync(ctx context.Context, name string) *dbos.Future[string] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_fetchGreeting, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_fetchGreeting, func(ctx context.Context) (string, error) {
 		return fetchGreeting(ctx, name)
 	})
 }
@@ -44,16 +45,16 @@ func fetchGreetingStepAsync(ctx context.Context, name string) *dbos.Future[strin
 // dbosgenTx_insertGreeting configures transaction insertGreeting, from:
 //
 //	//dbos:transaction
-var dbosgenTx_insertGreeting = dbos.TransactionOptions{
+var dbosgenTx_insertGreeting = dbosimpl.TransactionOptions{
 	Name:      "github.com/dbosgen/dbosgen/examples/greetings.insertGreeting",
-	Isolation: dbos.Serializable,
+	Isolation: dbosimpl.Serializable,
 }
 
 // insertGreetingTx runs insertGreeting in a database transaction that also
 // records its outcome, so its effects happen exactly once; a replay returns
 // the recorded outcome.
 func insertGreetingTx(ctx context.Context, g Greeting) error {
-	_, err := dbos.RunTransaction(ctx, &dbosgenTx_insertGreeting, func(ctx context.Context, tx *sqlx.Tx) (struct{}, error) {
+	_, err := dbosimpl.RunTransaction(ctx, &dbosgenTx_insertGreeting, func(ctx context.Context, tx *sqlx.Tx) (struct{}, error) {
 		return struct{}{}, insertGreeting(ctx, tx, g)
 	})
 	return err
@@ -62,9 +63,9 @@ func insertGreetingTx(ctx context.Context, g Greeting) error {
 // dbosgenTx_selectGreeting configures transaction selectGreeting, from:
 //
 //	//dbos:transaction read_only
-var dbosgenTx_selectGreeting = dbos.TransactionOptions{
+var dbosgenTx_selectGreeting = dbosimpl.TransactionOptions{
 	Name:      "github.com/dbosgen/dbosgen/examples/greetings.selectGreeting",
-	Isolation: dbos.Serializable,
+	Isolation: dbosimpl.Serializable,
 	ReadOnly:  true,
 }
 
@@ -72,7 +73,7 @@ var dbosgenTx_selectGreeting = dbos.TransactionOptions{
 // records its outcome, so its effects happen exactly once; a replay returns
 // the recorded outcome.
 func selectGreetingTx(ctx context.Context, name string) (string, error) {
-	return dbos.RunTransaction(ctx, &dbosgenTx_selectGreeting, func(ctx context.Context, tx *sqlx.Tx) (string, error) {
+	return dbosimpl.RunTransaction(ctx, &dbosgenTx_selectGreeting, func(ctx context.Context, tx *sqlx.Tx) (string, error) {
 		return selectGreeting(ctx, tx, name)
 	})
 }
@@ -86,7 +87,7 @@ type dbosgenArgs_greet struct {
 }
 
 // dbosgenWorkflow_greet is workflow greet, registered by init.
-var dbosgenWorkflow_greet *dbos.Workflow[dbosgenArgs_greet, string]
+var dbosgenWorkflow_greet *dbosimpl.Workflow[dbosgenArgs_greet, string]
 
 // greetWorkflow runs greet as a durable workflow and waits for its result. Set
 // the workflow ID with dbos.WithWorkflowID; with the ID of a finished workflow
@@ -109,11 +110,11 @@ const dbosgenAppVersion = "0c888ae10e851845f98db10816cb86aba075201fe7b697c78f5a5
 // init registers every workflow by name, so that recovery can decode its
 // stored inputs and resume it, and this package's version hash.
 func init() {
-	dbosgenWorkflow_greet = dbos.RegisterWorkflow(dbos.WorkflowOptions{
+	dbosgenWorkflow_greet = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
 		Name:                "github.com/dbosgen/dbosgen/examples/greetings.greet",
 		MaxRecoveryAttempts: 100,
 	}, func(ctx context.Context, args dbosgenArgs_greet) (string, error) {
 		return greet(ctx, args.Name)
 	})
-	dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/greetings", dbosgenAppVersion)
+	dbosimpl.RegisterVersion("github.com/dbosgen/dbosgen/examples/greetings", dbosgenAppVersion)
 }

@@ -7,22 +7,23 @@ import (
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/dbos"
+	"github.com/dbosgen/dbosgen/runtime/dbosimpl"
 	"github.com/jmoiron/sqlx"
 )
 
 // dbosgenTx_reserveStock configures transaction reserveStock, from:
 //
 //	//dbos:transaction
-var dbosgenTx_reserveStock = dbos.TransactionOptions{
+var dbosgenTx_reserveStock = dbosimpl.TransactionOptions{
 	Name:      "github.com/dbosgen/dbosgen/examples/orders.reserveStock",
-	Isolation: dbos.Serializable,
+	Isolation: dbosimpl.Serializable,
 }
 
 // reserveStockTx runs reserveStock in a database transaction that also records
 // its outcome, so its effects happen exactly once; a replay returns the
 // recorded outcome.
 func reserveStockTx(ctx context.Context, sku string, qty int) (int, error) {
-	return dbos.RunTransaction(ctx, &dbosgenTx_reserveStock, func(ctx context.Context, tx *sqlx.Tx) (int, error) {
+	return dbosimpl.RunTransaction(ctx, &dbosgenTx_reserveStock, func(ctx context.Context, tx *sqlx.Tx) (int, error) {
 		return reserveStock(ctx, tx, sku, qty)
 	})
 }
@@ -30,7 +31,7 @@ func reserveStockTx(ctx context.Context, sku string, qty int) (int, error) {
 // dbosgenStep_chargeCard is the retry policy of step chargeCard, from:
 //
 //	//dbos:step retries_allowed max_attempts=6 interval=250ms backoff_rate=2 max_interval=2s
-var dbosgenStep_chargeCard = dbos.StepOptions{
+var dbosgenStep_chargeCard = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/examples/orders.chargeCard",
 	RetriesAllowed: true,
 	MaxAttempts:    6,
@@ -44,7 +45,7 @@ var dbosgenStep_chargeCard = dbos.StepOptions{
 // again, returned without calling it; outside a workflow it only applies the
 // retry policy.
 func chargeCardStep(ctx context.Context, orderID string, cents int64) (string, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_chargeCard, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_chargeCard, func(ctx context.Context) (string, error) {
 		return chargeCard(ctx, orderID, cents)
 	})
 }
@@ -53,7 +54,7 @@ func chargeCardStep(ctx context.Context, orderID string, cents int64) (string, e
 // The step ID is taken at the call, so replay matches steps to calls whatever
 // order they finish in.
 func chargeCardStepAsync(ctx context.Context, orderID string, cents int64) *dbos.Future[string] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_chargeCard, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_chargeCard, func(ctx context.Context) (string, error) {
 		return chargeCard(ctx, orderID, cents)
 	})
 }
@@ -61,7 +62,7 @@ func chargeCardStepAsync(ctx context.Context, orderID string, cents int64) *dbos
 // dbosgenStep_sendConfirmation is the retry policy of step sendConfirmation, from:
 //
 //	//dbos:step retries_allowed max_attempts=3 interval=100ms
-var dbosgenStep_sendConfirmation = dbos.StepOptions{
+var dbosgenStep_sendConfirmation = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/examples/orders.sendConfirmation",
 	RetriesAllowed: true,
 	MaxAttempts:    3,
@@ -75,7 +76,7 @@ var dbosgenStep_sendConfirmation = dbos.StepOptions{
 // workflow runs again, returned without calling it; outside a workflow it only
 // applies the retry policy.
 func sendConfirmationStep(ctx context.Context, email string, orderID string, chargeID string) (string, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_sendConfirmation, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_sendConfirmation, func(ctx context.Context) (string, error) {
 		return sendConfirmation(ctx, email, orderID, chargeID)
 	})
 }
@@ -84,7 +85,7 @@ func sendConfirmationStep(ctx context.Context, email string, orderID string, cha
 // goroutine. The step ID is taken at the call, so replay matches steps to
 // calls whatever order they finish in.
 func sendConfirmationStepAsync(ctx context.Context, email string, orderID string, chargeID string) *dbos.Future[string] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_sendConfirmation, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_sendConfirmation, func(ctx context.Context) (string, error) {
 		return sendConfirmation(ctx, email, orderID, chargeID)
 	})
 }
@@ -92,16 +93,16 @@ func sendConfirmationStepAsync(ctx context.Context, email string, orderID string
 // dbosgenTx_recordOrder configures transaction recordOrder, from:
 //
 //	//dbos:transaction
-var dbosgenTx_recordOrder = dbos.TransactionOptions{
+var dbosgenTx_recordOrder = dbosimpl.TransactionOptions{
 	Name:      "github.com/dbosgen/dbosgen/examples/orders.recordOrder",
-	Isolation: dbos.Serializable,
+	Isolation: dbosimpl.Serializable,
 }
 
 // recordOrderTx runs recordOrder in a database transaction that also records
 // its outcome, so its effects happen exactly once; a replay returns the
 // recorded outcome.
 func recordOrderTx(ctx context.Context, o Order, chargeID string) error {
-	_, err := dbos.RunTransaction(ctx, &dbosgenTx_recordOrder, func(ctx context.Context, tx *sqlx.Tx) (struct{}, error) {
+	_, err := dbosimpl.RunTransaction(ctx, &dbosgenTx_recordOrder, func(ctx context.Context, tx *sqlx.Tx) (struct{}, error) {
 		return struct{}{}, recordOrder(ctx, tx, o, chargeID)
 	})
 	return err
@@ -116,7 +117,7 @@ type dbosgenArgs_checkout struct {
 }
 
 // dbosgenWorkflow_checkout is workflow checkout, registered by init.
-var dbosgenWorkflow_checkout *dbos.Workflow[dbosgenArgs_checkout, Receipt]
+var dbosgenWorkflow_checkout *dbosimpl.Workflow[dbosgenArgs_checkout, Receipt]
 
 // checkoutWorkflow runs checkout as a durable workflow and waits for its
 // result. Set the workflow ID with dbos.WithWorkflowID; with the ID of a
@@ -139,11 +140,11 @@ const dbosgenAppVersion = "9e1de66e5d5043734fc64bfe836c0e1718d48363871f916b5addd
 // init registers every workflow by name, so that recovery can decode its
 // stored inputs and resume it, and this package's version hash.
 func init() {
-	dbosgenWorkflow_checkout = dbos.RegisterWorkflow(dbos.WorkflowOptions{
+	dbosgenWorkflow_checkout = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
 		Name:                "github.com/dbosgen/dbosgen/examples/orders.checkout",
 		MaxRecoveryAttempts: 10,
 	}, func(ctx context.Context, args dbosgenArgs_checkout) (Receipt, error) {
 		return checkout(ctx, args.O)
 	})
-	dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", dbosgenAppVersion)
+	dbosimpl.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", dbosgenAppVersion)
 }

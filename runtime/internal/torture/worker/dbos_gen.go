@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/dbos"
+	"github.com/dbosgen/dbosgen/runtime/dbosimpl"
 	"github.com/jmoiron/sqlx"
 )
 
 // dbosgenStep_effect is the retry policy of step effect, from:
 //
 //	//dbos:step
-var dbosgenStep_effect = dbos.StepOptions{
+var dbosgenStep_effect = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/runtime/internal/torture/worker.effect",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -26,7 +27,7 @@ var dbosgenStep_effect = dbos.StepOptions{
 // recorded under the next step ID and, when the workflow runs again, returned
 // without calling it; outside a workflow it only applies the retry policy.
 func effectStep(ctx context.Context, key string, v int) (Out, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_effect, func(ctx context.Context) (Out, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_effect, func(ctx context.Context) (Out, error) {
 		return effect(ctx, key, v)
 	})
 }
@@ -35,7 +36,7 @@ func effectStep(ctx context.Context, key string, v int) (Out, error) {
 // ID is taken at the call, so replay matches steps to calls whatever order
 // they finish in.
 func effectStepAsync(ctx context.Context, key string, v int) *dbos.Future[Out] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_effect, func(ctx context.Context) (Out, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_effect, func(ctx context.Context) (Out, error) {
 		return effect(ctx, key, v)
 	})
 }
@@ -43,16 +44,16 @@ func effectStepAsync(ctx context.Context, key string, v int) *dbos.Future[Out] {
 // dbosgenTx_deposit configures transaction deposit, from:
 //
 //	//dbos:transaction
-var dbosgenTx_deposit = dbos.TransactionOptions{
+var dbosgenTx_deposit = dbosimpl.TransactionOptions{
 	Name:      "github.com/dbosgen/dbosgen/runtime/internal/torture/worker.deposit",
-	Isolation: dbos.Serializable,
+	Isolation: dbosimpl.Serializable,
 }
 
 // depositTx runs deposit in a database transaction that also records its
 // outcome, so its effects happen exactly once; a replay returns the recorded
 // outcome.
 func depositTx(ctx context.Context, key string, amount int) (int64, error) {
-	return dbos.RunTransaction(ctx, &dbosgenTx_deposit, func(ctx context.Context, tx *sqlx.Tx) (int64, error) {
+	return dbosimpl.RunTransaction(ctx, &dbosgenTx_deposit, func(ctx context.Context, tx *sqlx.Tx) (int64, error) {
 		return deposit(ctx, tx, key, amount)
 	})
 }
@@ -66,7 +67,7 @@ type dbosgenArgs_order struct {
 }
 
 // dbosgenWorkflow_order is workflow order, registered by init.
-var dbosgenWorkflow_order *dbos.Workflow[dbosgenArgs_order, Receipt]
+var dbosgenWorkflow_order *dbosimpl.Workflow[dbosgenArgs_order, Receipt]
 
 // orderWorkflow runs order as a durable workflow and waits for its result. Set
 // the workflow ID with dbos.WithWorkflowID; with the ID of a finished workflow
@@ -90,7 +91,7 @@ type dbosgenArgs_child struct {
 }
 
 // dbosgenWorkflow_child is workflow child, registered by init.
-var dbosgenWorkflow_child *dbos.Workflow[dbosgenArgs_child, Receipt]
+var dbosgenWorkflow_child *dbosimpl.Workflow[dbosgenArgs_child, Receipt]
 
 // childWorkflow runs child as a durable workflow and waits for its result. Set
 // the workflow ID with dbos.WithWorkflowID; with the ID of a finished workflow
@@ -113,17 +114,17 @@ const dbosgenAppVersion = "2e19a50f54bdb5434c01ab0831bf8d0dce159ec3018c8433e7f58
 // init registers every workflow by name, so that recovery can decode its
 // stored inputs and resume it, and this package's version hash.
 func init() {
-	dbosgenWorkflow_order = dbos.RegisterWorkflow(dbos.WorkflowOptions{
+	dbosgenWorkflow_order = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
 		Name:                "github.com/dbosgen/dbosgen/runtime/internal/torture/worker.order",
 		MaxRecoveryAttempts: 100,
 	}, func(ctx context.Context, args dbosgenArgs_order) (Receipt, error) {
 		return order(ctx, args.Job)
 	})
-	dbosgenWorkflow_child = dbos.RegisterWorkflow(dbos.WorkflowOptions{
+	dbosgenWorkflow_child = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
 		Name:                "github.com/dbosgen/dbosgen/runtime/internal/torture/worker.child",
 		MaxRecoveryAttempts: 100,
 	}, func(ctx context.Context, args dbosgenArgs_child) (Receipt, error) {
 		return child(ctx, args.Job)
 	})
-	dbos.RegisterVersion("github.com/dbosgen/dbosgen/runtime/internal/torture/worker", dbosgenAppVersion)
+	dbosimpl.RegisterVersion("github.com/dbosgen/dbosgen/runtime/internal/torture/worker", dbosgenAppVersion)
 }

@@ -1,0 +1,208 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dbosgen/dbosgen/internal/dbtest"
+	dbos "github.com/dbosgen/dbosgen/runtime/internal/engine"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Benchmarks of the per-step cost and of 16-concurrent-workflow throughput,
+// each next to a raw single-row INSERT measured in the same run on the same
+// database: pgx on PostgreSQL, database/sql (the runtime's own write pool) on
+// SQLite. The raw table has the shape of operation_outputs. Run with
+//
+//	go test -run '^$' -bench . ./runtime/dbos/
+//
+// x-raw-insert is the runtime's cost over the raw INSERT's: per step for
+// BenchmarkStep; per workflow (three statements: start, one step, finish)
+// for BenchmarkThroughput16, where x-raw-per-stmt divides it by three.
+
+const rawTable = `bench_raw (
+	workflow_uuid TEXT NOT NULL,
+	function_id INTEGER NOT NULL,
+	function_name TEXT NOT NULL,
+	output TEXT,
+	error TEXT,
+	child_workflow_id TEXT,
+	created_at BIGINT NOT NULL,
+	PRIMARY KEY (workflow_uuid, function_id))`
+
+// rawInserter inserts one row per call, as a step checkpoint would.
+type rawInserter func(ctx context.Context, key string, n int) error
+
+func newRawInserter(b *testing.B, engine, url string, rt *dbos.Runtime) rawInserter {
+	b.Helper()
+	ctx := context.Background()
+	if engine == "sqlite" {
+		db := rt.AppDB().DB // the store's single write connection, same pragmas
+		if _, err := db.ExecContext(ctx, "CREATE TABLE "+rawTable); err != nil {
+			b.Fatal(err)
+		}
+		const q = `INSERT INTO bench_raw (workflow_uuid, function_id, function_name, output, error, child_workflow_id, created_at)
+VALUES (?, ?, ?, ?, NULL, NULL, ?)`
+		return func(ctx context.Context, key string, n int) error {
+			_, err := db.ExecContext(ctx, q, key, n, "raw", "42", time.Now().UnixMilli())
+			return err
+		}
+	}
+	pc, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pc.MaxConns = 16 // as the runtime's pool
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, "CREATE TABLE "+rawTable); err != nil {
+		b.Fatal(err)
+	}
+	const q = `INSERT INTO bench_raw (workflow_uuid, function_id, function_name, output, error, child_workflow_id, created_at)
+VALUES ($1, $2, $3, $4, NULL, NULL, $5)`
+	return func(ctx context.Context, key string, n int) error {
+		_, err := pool.Exec(ctx, q, key, n, "raw", "42", time.Now().UnixMilli())
+		return err
+	}
+}
+
+func setBenchBody(b *testing.B, f body) input {
+	bodies.Store(b.Name(), f)
+	b.Cleanup(func() { bodies.Delete(b.Name()) })
+	return input{Key: b.Name()}
+}
+
+var benchRun atomic.Int64 // keys stay fresh across the runs of one benchmark
+
+// BenchmarkStep: one workflow runs b.N steps; in chunks between them, the
+// body runs as many raw INSERTs, so both see the same database state.
+func BenchmarkStep(b *testing.B) {
+	for _, engine := range dbtest.Engines {
+		b.Run(engine, func(b *testing.B) {
+			url := dbtest.URL(b, engine)
+			rt, ctx := launch(b, url)
+			raw := newRawInserter(b, engine, url, rt)
+			opts := &dbos.StepOptions{Name: "bench"}
+			step := func(ctx context.Context) (int, error) { return 42, nil }
+			var stepNs, rawNs time.Duration
+			in := setBenchBody(b, func(ctx context.Context, in input) (string, error) {
+				key := fmt.Sprint("raw-", benchRun.Add(1))
+				const chunk = 100
+				for done := 0; done < in.N; done += chunk {
+					n := min(chunk, in.N-done)
+					b.StopTimer()
+					t0 := time.Now()
+					for i := range n {
+						if err := raw(ctx, key, done+i); err != nil {
+							return "", err
+						}
+					}
+					rawNs += time.Since(t0)
+					b.StartTimer()
+					t0 = time.Now()
+					for range n {
+						if _, err := dbos.RunStep(ctx, opts, step); err != nil {
+							return "", err
+						}
+					}
+					stepNs += time.Since(t0)
+				}
+				return "", nil
+			})
+			in.N = b.N
+			// Warm both paths (connections, prepared statements).
+			warm := in
+			warm.N = 20
+			must(testWF.Run(ctx, warm))
+			stepNs, rawNs = 0, 0
+			b.ResetTimer()
+			if _, err := testWF.Run(ctx, in); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(rawNs.Nanoseconds())/float64(b.N), "raw-insert-ns/op")
+			b.ReportMetric(float64(stepNs)/float64(rawNs), "x-raw-insert")
+		})
+	}
+}
+
+// BenchmarkThroughput1 and BenchmarkThroughput16: b.N one-step workflows
+// run by 1 or 16 goroutines, next to b.N raw INSERTs by as many goroutines;
+// halves of each alternate.
+func BenchmarkThroughput1(b *testing.B)  { benchThroughput(b, 1) }
+func BenchmarkThroughput16(b *testing.B) { benchThroughput(b, 16) }
+
+func benchThroughput(b *testing.B, workers int) {
+	for _, engine := range dbtest.Engines {
+		b.Run(engine, func(b *testing.B) {
+			url := dbtest.URL(b, engine)
+			rt, ctx := launch(b, url)
+			raw := newRawInserter(b, engine, url, rt)
+			opts := &dbos.StepOptions{Name: "bench"}
+			in := setBenchBody(b, func(ctx context.Context, in input) (string, error) {
+				v, err := dbos.RunStep(ctx, opts, func(ctx context.Context) (int, error) { return 42, nil })
+				return fmt.Sprint(v), err
+			})
+			run := func(n int, op func(i int) error) time.Duration {
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				errs := make(chan error, workers)
+				t0 := time.Now()
+				for range workers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for {
+							i := int(next.Add(1)) - 1
+							if i >= n {
+								return
+							}
+							if err := op(i); err != nil {
+								errs <- err
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+				return time.Since(t0)
+			}
+			key := fmt.Sprint("raw-", benchRun.Add(1))
+			var seq atomic.Int64
+			rawInsert := func(int) error { return raw(ctx, key, int(seq.Add(1))) }
+			workflow := func(int) error {
+				_, err := testWF.Run(ctx, in)
+				return err
+			}
+			// Warm up.
+			run(workers*4, rawInsert)
+			run(workers*4, workflow)
+			b.ResetTimer()
+			var wfTime, rawTime time.Duration
+			half := (b.N + 1) / 2
+			for _, n := range []int{half, b.N - half} {
+				b.StopTimer()
+				rawTime += run(n, rawInsert)
+				b.StartTimer()
+				wfTime += run(n, workflow)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/wfTime.Seconds(), "workflows/s")
+			b.ReportMetric(float64(b.N)/rawTime.Seconds(), "raw-inserts/s")
+			ratio := float64(wfTime) / float64(rawTime)
+			b.ReportMetric(ratio, "x-raw-insert")
+			b.ReportMetric(ratio/3, "x-raw-per-stmt")
+		})
+	}
+}

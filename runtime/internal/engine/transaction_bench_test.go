@@ -1,0 +1,98 @@
+package engine_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dbosgen/dbosgen/internal/dbtest"
+	dbos "github.com/dbosgen/dbosgen/runtime/internal/engine"
+	"github.com/jmoiron/sqlx"
+)
+
+var txBenchRun atomic.Int64 // keys stay fresh across the runs of one benchmark
+
+// BenchmarkTransaction: one workflow runs b.N transaction steps, each
+// inserting one row; in chunks between them the body runs as many raw sqlx
+// transactions (same isolation, same insert, same application database
+// handle), so both see the same database state. x-raw-tx is the transaction
+// step's cost over the raw transaction's (target: within 1.2). Run with
+//
+//	go test -run '^$' -bench Transaction ./runtime/dbos/
+func BenchmarkTransaction(b *testing.B) {
+	for _, engine := range dbtest.Engines {
+		b.Run(engine, func(b *testing.B) {
+			url := dbtest.URL(b, engine)
+			rt, ctx := launch(b, url)
+			db := rt.AppDB()
+			if _, err := db.Exec(`CREATE TABLE bench_tx (k TEXT NOT NULL, n INTEGER NOT NULL, note TEXT NOT NULL)`); err != nil {
+				b.Fatal(err)
+			}
+			insert := db.Rebind(`INSERT INTO bench_tx (k, n, note) VALUES (?, ?, ?)`)
+			txOpts := &sql.TxOptions{Isolation: sql.LevelSerializable}
+			if engine == "sqlite" {
+				txOpts = nil // as the runtime: SQLite is serializable
+			}
+			raw := func(ctx context.Context, key string, n int) error {
+				tx, err := db.BeginTxx(ctx, txOpts)
+				if err != nil {
+					return err
+				}
+				defer tx.Rollback()
+				if _, err := tx.ExecContext(ctx, insert, key, n, "hello"); err != nil {
+					return err
+				}
+				return tx.Commit()
+			}
+			opts := &dbos.TransactionOptions{Name: "bench_insert"}
+			step := func(ctx context.Context, key string, n int) error {
+				_, err := dbos.RunTransaction(ctx, opts, func(ctx context.Context, tx *sqlx.Tx) (int, error) {
+					_, err := tx.ExecContext(ctx, insert, key, n, "hello")
+					return n, err
+				})
+				return err
+			}
+			var txNs, rawNs time.Duration
+			in := setBenchBody(b, func(ctx context.Context, in input) (string, error) {
+				run := txBenchRun.Add(1)
+				rawKey, txKey := fmt.Sprint("raw-", run), fmt.Sprint("tx-", run)
+				const chunk = 50
+				for done := 0; done < in.N; done += chunk {
+					n := min(chunk, in.N-done)
+					b.StopTimer()
+					t0 := time.Now()
+					for i := range n {
+						if err := raw(ctx, rawKey, done+i); err != nil {
+							return "", err
+						}
+					}
+					rawNs += time.Since(t0)
+					b.StartTimer()
+					t0 = time.Now()
+					for i := range n {
+						if err := step(ctx, txKey, done+i); err != nil {
+							return "", err
+						}
+					}
+					txNs += time.Since(t0)
+				}
+				return "", nil
+			})
+			warm := in
+			warm.N = 20 // connections, prepared statements
+			must(testWF.Run(ctx, warm))
+			txNs, rawNs = 0, 0
+			in.N = b.N
+			b.ResetTimer()
+			if _, err := testWF.Run(ctx, in); err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(rawNs.Nanoseconds())/float64(b.N), "raw-tx-ns/op")
+			b.ReportMetric(float64(txNs)/float64(rawNs), "x-raw-tx")
+		})
+	}
+}
