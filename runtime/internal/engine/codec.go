@@ -207,6 +207,23 @@ func encodeValue[T any](v T) (string, error) {
 	return string(b), err
 }
 
+// encodeValueAs encodes v in format: DBOS_JSON (and a row with no format,
+// which DBOS reads as DBOS_JSON) as base64 of JSON, anything else as
+// portable_json.
+func encodeValueAs(v any, format string) (string, error) {
+	if format != sysdb.FormatDBOSJSON && format != "" {
+		return encodeValue(v)
+	}
+	if v == nil {
+		return dbosNil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
+}
+
 // dbosNil is the DBOS Go SDK's DBOS_JSON marker for a nil value.
 const dbosNil = "__DBOS_NIL"
 

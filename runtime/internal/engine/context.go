@@ -30,6 +30,10 @@ type workflowState struct {
 	// ctx is the body's own context (see workflowContext): whatever context
 	// the body hands a wrapper, this one says whether the workflow may go on.
 	ctx context.Context
+	// format is the workflow row's serialization: its output is written in
+	// it, so that the DBOS client that started a DBOS_JSON workflow reads
+	// the result it expects.
+	format string
 	// deadlineMS is the recorded deadline (unix ms; 0: none), handed down
 	// to children.
 	deadlineMS int64

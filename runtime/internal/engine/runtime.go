@@ -311,13 +311,14 @@ func (rt *Runtime) cancelLocal(id string, cause error) {
 // workflows' status as well (the only way on SQLite, a safety net on
 // PostgreSQL should a notification be lost while the listener reconnects).
 func (rt *Runtime) watchCancellations() {
-	notified := rt.store.WatchCancellations(rt.ctx, func(id string) {
+	rt.store.WatchCancellations(rt.ctx, func(id string) {
 		rt.cancelLocal(id, fmt.Errorf("%w: workflow %s was cancelled", ErrWorkflowCancelled, id))
 	})
+	// Notifications carry dbosgen's own cancellations at once; DBOS's CLI
+	// and clients cancel with a bare UPDATE, seen only by polling, so the
+	// poll runs every second either way (one indexed read of the running
+	// IDs, only while workflows run).
 	every := time.Second
-	if notified {
-		every = 5 * time.Second
-	}
 	go func() {
 		t := time.NewTicker(every)
 		defer t.Stop()

@@ -252,7 +252,7 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		return h, nil
 	}
 
-	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name, deadlineMS: cur.DeadlineMS}
+	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name, deadlineMS: cur.DeadlineMS, format: cur.Serialization}
 	a, _ := p.args.(A)
 	if !res.Inserted || !fresh {
 		// Not the first execution: run from the recorded inputs and outcomes.
@@ -401,7 +401,7 @@ func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
 	status, out, errJSON := sysdb.StatusSuccess, "", encodeError(err)
 	if err != nil {
 		status = sysdb.StatusError
-	} else if out, err = encodeValue(v); err != nil {
+	} else if out, err = encodeValueAs(v, wf.format); err != nil {
 		status = sysdb.StatusError
 		err = fmt.Errorf("dbos: output of workflow %s cannot be stored as JSON: %w", wf.id, err)
 		errJSON = encodeError(err)
