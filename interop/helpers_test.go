@@ -130,9 +130,9 @@ func on(rt *dbosgen.Runtime) context.Context {
 // nameless client the DBOS CLI uses: it sees every application).
 func newClient(t *testing.T, url, appName string) sdk.Client {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	c, err := sdk.NewClient(ctx, sdk.ClientConfig{
+	// The client's own context derives from this one for its whole life, so
+	// it is not bounded here; SystemDBStartupTimeout bounds the connection.
+	c, err := sdk.NewClient(context.Background(), sdk.ClientConfig{
 		DatabaseURL:            url,
 		AppName:                appName,
 		Logger:                 testLogger(t, fmt.Sprintf("the DBOS client of %q", appName)),
