@@ -210,3 +210,64 @@ func conformance(t *testing.T, url string, rt *dbosgen.Runtime) {
 		t.Errorf("conformance: the DBOS client sees steps %v of %s, want prepare and waitForRelease", stepNames(st), key)
 	}
 }
+
+// TestRecoversDBOSWrittenWorkflow: a DBOS executor of dbosgen's application
+// starts app.Greet by name with a single input, in the Go SDK's default
+// DBOS_JSON and in portable_json, and dies before any step; dbosgen's Launch
+// recovers each from the row and input DBOS wrote (the single input as is),
+// and a DBOS client then reads the result dbosgen recorded.
+func TestRecoversDBOSWrittenWorkflow(t *testing.T) {
+	url := newDB(t)
+	for _, format := range []string{"DBOS_JSON", "portable_json"} {
+		id := "dbos-written-" + format
+		var env []string
+		if format == "portable_json" {
+			env = append(env, childPortable+"=1")
+		}
+		crashChild(t, "sdk-as-gen", url, id, env...)
+		var ser, input string
+		query(t, url, `SELECT COALESCE(s.serialization, '<NULL>'), COALESCE(i.inputs, '<NULL>')
+			FROM dbos.workflow_status s LEFT JOIN dbos.workflow_input i USING (workflow_uuid)
+			WHERE s.workflow_uuid = $1`, []any{id}, &ser, &input)
+		t.Logf("%s: DBOS wrote serialization %s, inputs %s; row %s", id, ser, input, readRow(t, url, id))
+		if ser != format {
+			t.Fatalf("%s: the DBOS child wrote serialization %q, want %q", id, ser, format)
+		}
+	}
+
+	before := app.Calls("greeting:Grace")
+	rt := launchGen(t, url)
+	if p := rt.RecoveryProblems(); len(p) != 0 {
+		t.Errorf("dbosgen could not recover workflows DBOS started: %v", p)
+	}
+	c := newClient(t, url, genApp)
+	for _, format := range []string{"DBOS_JSON", "portable_json"} {
+		id := "dbos-written-" + format
+		h, err := dbosgen.RetrieveWorkflow[string](on(rt), id)
+		if err != nil {
+			t.Errorf("%s: dbosgen RetrieveWorkflow: %v", id, err)
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		got, err := h.Result(ctx)
+		cancel()
+		if err != nil || got != "Hello, Grace!" {
+			t.Errorf("%s: dbosgen's recovery of a workflow DBOS started with input \"Grace\" in %s returned %q, %v; want \"Hello, Grace!\"", id, format, got, err)
+			continue
+		}
+		sh, err := sdk.RetrieveWorkflow[string](c, id)
+		if err != nil {
+			t.Errorf("%s: DBOS client RetrieveWorkflow: %v", id, err)
+			continue
+		}
+		if got, err := sh.GetResult(sdk.WithHandleTimeout(10 * time.Second)); err != nil || got != "Hello, Grace!" {
+			t.Errorf("%s: the DBOS client reads the result dbosgen recorded (row serialization %s) as %q, %v", id, format, got, err)
+		}
+		if st := steps(t, c, id); len(st) != 1 || st[0].StepName != appPkg+".greeting" {
+			t.Errorf("%s: the DBOS client sees steps %v; want one, %s.greeting", id, stepNames(st), appPkg)
+		}
+	}
+	if n := app.Calls("greeting:Grace") - before; n != 2 {
+		t.Errorf("dbosgen ran Greet's step %d times for the two recovered workflows, want 2", n)
+	}
+}

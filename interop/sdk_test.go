@@ -142,12 +142,17 @@ const (
 	childURL   = "INTEROP_CHILD_URL"
 	childID    = "INTEROP_CHILD_WORKFLOW_ID"
 	childReady = "READY"
+	// childPortable, when set, makes the child start its workflow with
+	// sdk.WithPortableWorkflow.
+	childPortable = "INTEROP_CHILD_PORTABLE"
 )
 
 func runChild(role string) int {
 	switch role {
 	case "sdk-block":
 		return childSDKBlock()
+	case "sdk-as-gen":
+		return childSDKAsGen()
 	}
 	fmt.Fprintf(os.Stderr, "unknown child role %q\n", role)
 	return 2
@@ -181,15 +186,77 @@ func childSDKBlock() int {
 	select {} // until SIGKILL
 }
 
+// childSDKAsGen is a DBOS executor of genApp, dbosgen's application: it
+// starts app.Greet's name with the input "Grace" through DBOS's own code (in
+// DBOS_JSON, the Go SDK's default, or portable_json if childPortable is
+// set), prints READY from inside the workflow body, before any step, and
+// waits to be killed. dbosgen must then recover that workflow from the row
+// and input DBOS wrote.
+func childSDKAsGen() int {
+	ctx := context.Background()
+	dctx, err := sdk.NewContext(ctx, sdk.Config{
+		AppName:            genApp,
+		DatabaseURL:        os.Getenv(childURL),
+		ExecutorID:         executorID,
+		ApplicationVersion: appVersion,
+		Logger:             childLogger,
+	})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "child: DBOS NewContext: %v\n", err)
+		return 1
+	}
+	sdk.RegisterWorkflow(dctx, sdkGreetAsGen, sdk.WithWorkflowName(appPkg+".Greet"))
+	if err := sdk.Launch(dctx); err != nil {
+		fmt.Fprintf(os.Stderr, "child: DBOS Launch: %v\n", err)
+		return 1
+	}
+	id := os.Getenv(childID)
+	opts := []sdk.WorkflowOption{sdk.WithWorkflowID(id)}
+	if os.Getenv(childPortable) != "" {
+		opts = append(opts, sdk.WithPortableWorkflow())
+	}
+	if _, err := sdk.RunWorkflow(dctx, sdkGreetAsGen, "Grace", opts...); err != nil {
+		fmt.Fprintf(os.Stderr, "child: DBOS RunWorkflow: %v\n", err)
+		return 1
+	}
+	select {
+	case <-sdkGreetEntered:
+	case <-time.After(30 * time.Second):
+		fmt.Fprintln(os.Stderr, "child: the workflow never started")
+		return 1
+	}
+	fmt.Println(childReady)
+	select {} // until SIGKILL
+}
+
+var sdkGreetEntered = make(chan struct{})
+
+// sdkGreetAsGen stands for app.Greet in a DBOS executor: it records nothing
+// and waits in its body.
+func sdkGreetAsGen(ctx sdk.Context, name string) (string, error) {
+	close(sdkGreetEntered)
+	<-ctx.Done()
+	return "", ctx.Err()
+}
+
 // crashSDKChild runs a DBOS executor in a child process, lets it start
 // sdkBlock with ID (and key) id, and kills it with SIGKILL while the workflow
 // waits in its second step: the workflow is left PENDING with one step
 // recorded, as after a crash.
 func crashSDKChild(t *testing.T, url, id string) {
 	t.Helper()
+	crashChild(t, "sdk-block", url, id)
+}
+
+// crashChild runs the test binary as a child process in role (with extra
+// environment variables env), waits for it to print READY, and kills it with
+// SIGKILL.
+func crashChild(t *testing.T, role, url, id string, env ...string) {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(withoutEnv(os.Environ(), "DBOS__APPVERSION", "DBOS__VMID"),
-		childEnv+"=sdk-block", childURL+"="+url, childID+"="+id)
+		childEnv+"="+role, childURL+"="+url, childID+"="+id)
+	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +286,6 @@ func crashSDKChild(t *testing.T, url, id string) {
 	cmd.Process.Signal(syscall.SIGKILL)
 	cmd.Wait()
 	if !ok {
-		t.Fatalf("the DBOS child executor did not get workflow %s to its waiting step; its stderr:\n%s", id, stderr.String())
+		t.Fatalf("the DBOS child executor (%s) did not get workflow %s to its waiting point; its stderr:\n%s", role, id, stderr.String())
 	}
 }
