@@ -1,10 +1,16 @@
 package interop
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dbosgen/dbosgen/interop/app"
+	dbosgen "github.com/dbosgen/dbosgen/runtime/dbos"
 )
 
 // TestCLI runs dbosgen workflows, then prints them with DBOS's own CLI
@@ -121,6 +127,64 @@ func TestCLI(t *testing.T) {
 						got[1]["error"], run.failErr.Error())
 				}
 			}
+		}
+	})
+}
+
+// TestCLIOperates cancels and deletes dbosgen workflows with DBOS's CLI
+// (`dbos workflow cancel|delete ID --db-url URL`).
+func TestCLIOperates(t *testing.T) {
+	cliBinary(t)
+	url := newDB(t)
+	rt := launchGen(t, url)
+	runGen(t, rt)
+
+	t.Run("cancel", func(t *testing.T) {
+		const id = "cli-cancel"
+		h, err := app.StartBlockWorkflow(dbosgen.WithWorkflowID(on(rt), id), id)
+		if err != nil {
+			t.Fatalf("dbosgen StartBlock: %v", err)
+		}
+		waitClosed(t, app.Entered(id), 15*time.Second, "dbosgen workflow "+id+" to reach its waiting step")
+		start := time.Now()
+		if _, err := runCLI(t, "workflow", "cancel", id, "--db-url", url); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), cancelWithin+5*time.Second)
+		defer cancel()
+		_, rerr := h.Result(ctx)
+		took := time.Since(start)
+		t.Logf("dbosgen's handle returned %v %v after the CLI started", rerr, took.Round(time.Millisecond))
+		if !errors.Is(rerr, dbosgen.ErrWorkflowCancelled) {
+			t.Errorf("after dbos workflow cancel, dbosgen's Result returned %v; want an error matching dbos.ErrWorkflowCancelled", rerr)
+		} else if took > cancelWithin {
+			t.Errorf("dbosgen took %v to stop the workflow the CLI cancelled; want at most %v", took, cancelWithin)
+		}
+		out, err := runCLI(t, "workflow", "get", id, "--db-url", url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w map[string]any
+		if err := json.Unmarshal([]byte(out), &w); err != nil {
+			t.Fatalf("dbos workflow get: %v\n%s", err, out)
+		}
+		checkField(t, "dbos workflow get "+id+" after cancel", w, "status", "CANCELLED")
+	})
+
+	t.Run("delete", func(t *testing.T) {
+		if _, err := runCLI(t, "workflow", "delete", "add-1", "--db-url", url); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := runCLI(t, "workflow", "get", "add-1", "--db-url", url); err == nil || !strings.Contains(err.Error(), "workflow not found") {
+			t.Errorf("dbos workflow get add-1 after dbos workflow delete add-1: %v; want 'workflow not found'", err)
+		}
+		if _, err := dbosgen.RetrieveWorkflow[int](on(rt), "add-1"); !errors.Is(err, dbosgen.ErrWorkflowNotFound) {
+			t.Errorf("after dbos workflow delete add-1, dbosgen's RetrieveWorkflow returned %v; want dbos.ErrWorkflowNotFound", err)
+		}
+		var n int
+		query(t, url, `SELECT count(*) FROM dbos.operation_outputs WHERE workflow_uuid = 'add-1'`, nil, &n)
+		if n != 0 {
+			t.Errorf("after dbos workflow delete add-1, %d of its steps remain in dbos.operation_outputs", n)
 		}
 	})
 }

@@ -132,6 +132,20 @@ func TestClient(t *testing.T) {
 			}
 			t.Logf("%s: status %s, attempts %d, serialization %s", w.id, got.Status, got.Attempts, got.Serialization)
 		}
+
+		// Filters DBOS applies in SQL, on its columns.
+		if ws, err := sdk.ListWorkflows(c, sdk.WithFilterStatus(sdk.WorkflowStatusError)); err != nil || len(ws) != 1 || ws[0].ID != "fail-1" {
+			t.Errorf("DBOS ListWorkflows(WithFilterStatus(ERROR)) = %v, %v; want fail-1 alone", ids(ws), err)
+		}
+		if ws, err := sdk.ListWorkflows(c, sdk.WithFilterName(appPkg+".Greet")); err != nil || len(ws) != 1 || ws[0].ID != "greet-1" {
+			t.Errorf("DBOS ListWorkflows(WithFilterName(%s.Greet)) = %v, %v; want greet-1 alone", appPkg, ids(ws), err)
+		}
+		if ws, err := sdk.ListWorkflows(c, sdk.WithFilterWorkflowIDPrefix("order-")); err != nil || len(ws) != 1 || ws[0].ID != "order-1" {
+			t.Errorf("DBOS ListWorkflows(WithFilterWorkflowIDPrefix(order-)) = %v, %v; want order-1 alone", ids(ws), err)
+		}
+		if ws, err := sdk.ListWorkflows(c, sdk.WithFilterExecutorIDs(executorID), sdk.WithFilterAppVersion(appVersion)); err != nil || len(ws) != 4 {
+			t.Errorf("DBOS ListWorkflows(WithFilterExecutorIDs(%s), WithFilterAppVersion(%s)) = %v, %v; want all 4", executorID, appVersion, ids(ws), err)
+		}
 	})
 
 	t.Run("GetWorkflowSteps", func(t *testing.T) {
