@@ -149,7 +149,15 @@ func parseStepOptions(d Directive) (StepOptions, []problem) {
 		}},
 		"interval":     {func(a Arg) error { return decodeDuration(a, &o.Interval, false) }},
 		"backoff_rate": {func(a Arg) error { return decodeBackoff(a, &o.BackoffRate) }},
-		"max_interval": {func(a Arg) error { return decodeDuration(a, &o.MaxInterval, true) }},
+		"max_interval": {func(a Arg) error {
+			if err := decodeDuration(a, &o.MaxInterval, true); err != nil {
+				if d, perr := time.ParseDuration(a.Value); perr == nil && d == 0 {
+					return fmt.Errorf("%v (it caps each wait; for no wait between attempts set interval=0s)", err)
+				}
+				return err
+			}
+			return nil
+		}},
 		"should_retry": {func(a Arg) error {
 			if !a.HasValue || !isIdent(a.Value) {
 				return fmt.Errorf("want the name of a func(error) bool declared in this package")

@@ -4,6 +4,7 @@ import (
 	"go/token"
 	"go/types"
 	"reflect"
+	"strings"
 )
 
 // unserializable explains why values of t would not survive a JSON round
@@ -25,9 +26,21 @@ func unserializable(t types.Type, from *types.Package) string {
 type serChecker struct {
 	from *types.Package
 	seen map[types.Type]bool // named types being checked, for recursive types
+	// foreign is the outermost named type from another package that the
+	// check is inside: its fields and methods are not the user's to change
+	// here, so the remedy is about it, not about what is wrong inside it.
+	foreign *types.Named
 }
 
-func (s *serChecker) str(t types.Type) string { return types.TypeString(t, types.RelativeTo(s.from)) }
+// str spells t as Go source in the package would: other packages by name.
+func (s *serChecker) str(t types.Type) string {
+	return types.TypeString(t, func(p *types.Package) string {
+		if p == s.from {
+			return ""
+		}
+		return p.Name()
+	})
+}
 
 func (s *serChecker) check(t types.Type) string {
 	if marshals(t) {
@@ -41,10 +54,15 @@ func (s *serChecker) check(t types.Type) string {
 			return ""
 		}
 		s.seen[u] = true
-		if st, ok := u.Underlying().(*types.Struct); ok {
-			return s.structFields(st, u.Obj().Name())
+		if pkg := u.Obj().Pkg(); s.foreign == nil && pkg != nil && pkg != s.from {
+			s.foreign = u
+			defer func() { s.foreign = nil }()
+			if why := s.named(u); why != "" {
+				return why + "; " + s.foreignRemedy(u)
+			}
+			return ""
 		}
-		return s.check(u.Underlying())
+		return s.named(u)
 	case *types.Basic:
 		switch {
 		case u.Kind() == types.UnsafePointer:
@@ -65,7 +83,7 @@ func (s *serChecker) check(t types.Type) string {
 		}
 		return s.check(u.Elem())
 	case *types.Struct:
-		return s.structFields(u, "struct")
+		return s.structFields(u, anonStruct)
 	case *types.Interface:
 		return "interface values lose their concrete type in JSON and cannot be decoded; use a concrete type"
 	case *types.Chan:
@@ -77,6 +95,61 @@ func (s *serChecker) check(t types.Type) string {
 	}
 	return s.str(t) + " is not supported"
 }
+
+func (s *serChecker) named(u *types.Named) string {
+	if st, ok := u.Underlying().(*types.Struct); ok {
+		return s.structFields(st, s.str(u))
+	}
+	return s.check(u.Underlying())
+}
+
+// foreignRemedy says what to do about a type of another package that does
+// not survive JSON: Go allows no methods on it here, and its fields are not
+// ours to export, so the value must be stored in another form.
+func (s *serChecker) foreignRemedy(u *types.Named) string {
+	name, pkg := s.str(u), u.Obj().Pkg().Path()
+	msg := name + " belongs to package " + pkg + ", so it cannot be given JSON methods here"
+	if !isStdlib(pkg) {
+		msg += " (if that package is yours, fix it there)"
+	}
+	own := "a named type of your own with exported fields or MarshalJSON/UnmarshalJSON methods"
+	if hasMethod(u, "String") {
+		return msg + ": store it as a string (its String() form) or as " + own
+	}
+	return msg + ": store what you need of it as " + own + ", or as a string"
+}
+
+// isStdlib reports whether an import path is the standard library's: its
+// first element has no dot.
+func isStdlib(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return !strings.Contains(first, ".")
+}
+
+// hasMethod reports whether t or *t has a method of that name.
+func hasMethod(t types.Type, name string) bool {
+	obj, _, _ := types.LookupFieldOrMethod(types.NewPointer(t), true, nil, name)
+	_, ok := obj.(*types.Func)
+	return ok
+}
+
+// remedy is what to do about an unexported field of the struct called
+// name: nothing inside a type of another package (the caller says what to
+// do instead); in the user's own type, export the field, leave it out on
+// purpose, or give the type marshalers (a named type: an anonymous struct
+// can have no methods).
+func (s *serChecker) remedy(name string) string {
+	switch {
+	case s.foreign != nil:
+		return ""
+	case name == anonStruct:
+		return "; export it, or tag it `json:\"-\"` if it need not be stored"
+	}
+	return "; export it, tag it `json:\"-\"` if it need not be stored, or give " + name + " MarshalJSON and UnmarshalJSON methods"
+}
+
+// anonStruct names an anonymous struct in messages.
+const anonStruct = "struct"
 
 // structFields checks what encoding/json would see of a struct: exported
 // fields, and the fields promoted from embedded structs.
@@ -93,7 +166,7 @@ func (s *serChecker) structFields(st *types.Struct, name string) string {
 				et = p.Elem()
 			}
 			if _, isStruct := et.Underlying().(*types.Struct); !isStruct && !f.Exported() {
-				return name + "." + f.Name() + " is an unexported embedded field, which JSON drops; export it or implement json.Marshaler and json.Unmarshaler on " + name
+				return name + "." + f.Name() + " is an unexported embedded field, which JSON drops" + s.remedy(name)
 			}
 			if why := s.check(f.Type()); why != "" {
 				return name + "." + f.Name() + ": " + why
@@ -101,7 +174,7 @@ func (s *serChecker) structFields(st *types.Struct, name string) string {
 			continue
 		}
 		if !f.Exported() {
-			return name + "." + f.Name() + " is unexported, so JSON would silently drop it; export it or implement json.Marshaler and json.Unmarshaler on " + name
+			return name + "." + f.Name() + " is unexported, so JSON would silently drop it" + s.remedy(name)
 		}
 		if why := s.check(f.Type()); why != "" {
 			return name + "." + f.Name() + ": " + why

@@ -115,6 +115,6 @@ func init() {
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
-const dbosgenAppVersion = "003da70dacd33af9fcd15c98f96d2d67d971abfcaff4d6cd6e6e8195a60430ce"
+const dbosgenAppVersion = "0c888ae10e851845f98db10816cb86aba075201fe7b697c78f5a588168fa62a9"
 
 var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/greetings", dbosgenAppVersion)

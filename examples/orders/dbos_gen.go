@@ -145,6 +145,6 @@ func init() {
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
-const dbosgenAppVersion = "60ab2eb0315b92152436dac0797e9158e3a60055635535dce970d67033e7d15d"
+const dbosgenAppVersion = "9e1de66e5d5043734fc64bfe836c0e1718d48363871f916b5addd48a8c5e186c"
 
 var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", dbosgenAppVersion)

@@ -3,15 +3,24 @@ package dbos
 import (
 	"context"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"sort"
+	"strings"
 	"sync"
+
+	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
 )
 
-// Values are stored as plain JSON (format "json" on every row), so DBOS's own
-// tools can read them. Errors are stored as a JSON object that keeps the
-// message, the type name and which registered sentinels the error matched.
+// Values are stored in DBOS's cross-language format, portable_json: plain
+// JSON; a workflow's inputs in DBOS's positional-arguments envelope; errors
+// in DBOS's portable error shape ({"name", "message", "data"}), whose data
+// carries dbosgen's own record of the error (errorRecord) under "dbosgen",
+// so that sentinels and dbosgen's error types survive the round trip while
+// DBOS's tools in any language still read the name and message.
 
 type errorRecord struct {
 	Message     string   `json:"message"`
@@ -107,14 +116,6 @@ func recordOf(err error) errorRecord {
 	return r
 }
 
-func encodeError(err error) string {
-	if err == nil {
-		return ""
-	}
-	b, _ := json.Marshal(recordOf(err)) // strings, ints and bools always marshal
-	return string(b)
-}
-
 func (r errorRecord) toError() error {
 	var causes []error
 	for _, c := range r.Causes {
@@ -140,27 +141,203 @@ func (r errorRecord) toError() error {
 	return e
 }
 
-func decodeError(s string) (error, error) {
+// portableError is DBOS's portable error shape.
+type portableError struct {
+	Name    string `json:"name"`
+	Message string `json:"message"`
+	Code    any    `json:"code,omitempty"`
+	Data    any    `json:"data,omitempty"`
+}
+
+// portableData is what dbosgen keeps in a portable error's data.
+type portableData struct {
+	Dbosgen *errorRecord `json:"dbosgen,omitempty"`
+}
+
+func encodeError(err error) string {
+	if err == nil {
+		return ""
+	}
+	r := recordOf(err)
+	name := strings.TrimPrefix(r.Type, "*")
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		name = name[i+1:]
+	}
+	if name == "" || name == "errorString" || name == "wrapError" || name == "wrapErrors" {
+		name = "Error"
+	}
+	b, _ := json.Marshal(portableError{Name: name, Message: err.Error(), Data: portableData{Dbosgen: &r}}) // strings, ints and bools always marshal
+	return string(b)
+}
+
+// decodeError reads an error recorded in format. An error dbosgen did not
+// write comes back as a *RecordedError with its name and message; one that
+// is not JSON (the DBOS Go SDK's gob-encoded errors) keeps its text.
+func decodeError(s, format string) (error, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var r errorRecord
-	if err := json.Unmarshal([]byte(s), &r); err != nil {
-		return nil, err
+	var p struct {
+		Name    string          `json:"name"`
+		Message string          `json:"message"`
+		Data    json.RawMessage `json:"data"`
 	}
-	return r.toError(), nil
+	if err := json.Unmarshal([]byte(s), &p); err != nil || (p.Name == "" && p.Message == "") {
+		if format == sysdb.FormatPortable {
+			return nil, fmt.Errorf("not a portable_json error: %.80q", s)
+		}
+		return &RecordedError{Message: s}, nil
+	}
+	var d portableData
+	if len(p.Data) > 0 && json.Unmarshal(p.Data, &d) == nil && d.Dbosgen != nil {
+		return d.Dbosgen.toError(), nil
+	}
+	return &RecordedError{Message: p.Message, Type: p.Name}, nil
 }
 
+// nullJSON is how portable_json stores nil and a result-less function's
+// struct{} output.
+const nullJSON = "null"
+
 func encodeValue[T any](v T) (string, error) {
+	if _, empty := any(v).(struct{}); empty {
+		return nullJSON, nil
+	}
 	b, err := json.Marshal(v)
 	return string(b), err
 }
 
-func decodeValue[T any](s string) (T, error) {
+// dbosNil is the DBOS Go SDK's DBOS_JSON marker for a nil value.
+const dbosNil = "__DBOS_NIL"
+
+// decodeValue reads a value recorded in format: portable_json as it is,
+// DBOS_JSON (and rows with no format, which DBOS reads as DBOS_JSON) as
+// base64 of JSON.
+func decodeValue[T any](s, format string) (T, error) {
 	var v T
-	if s == "" {
-		return v, nil
+	b, err := jsonBytes(s, format)
+	if err != nil || b == nil {
+		return v, err
 	}
-	err := json.Unmarshal([]byte(s), &v)
+	err = json.Unmarshal(b, &v)
 	return v, err
+}
+
+func jsonBytes(s, format string) ([]byte, error) {
+	switch format {
+	case sysdb.FormatPortable:
+		if s == "" {
+			return nil, nil
+		}
+		return []byte(s), nil
+	case sysdb.FormatDBOSJSON, "":
+		if s == "" || s == dbosNil {
+			return nil, nil
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("DBOS_JSON value is not base64: %w", err)
+		}
+		return b, nil
+	}
+	return nil, fmt.Errorf("%w: values in serialization format %q cannot be read by dbosgen (it reads portable_json and DBOS_JSON)",
+		ErrUnsupportedFormat, format)
+}
+
+// portableArgs is DBOS's envelope for a workflow's inputs.
+type portableArgs struct {
+	PositionalArgs []json.RawMessage `json:"positionalArgs"`
+	NamedArgs      map[string]any    `json:"namedArgs"`
+}
+
+// encodeArgs stores a workflow's arguments (the generated struct with one
+// field per parameter, in order) as positional arguments, so that DBOS's
+// tools show them as the call's arguments and DBOS clients can enqueue them.
+func encodeArgs[A any](a A) (string, error) {
+	env := portableArgs{PositionalArgs: []json.RawMessage{}, NamedArgs: map[string]any{}}
+	rv := reflect.ValueOf(a)
+	if rv.Kind() != reflect.Struct {
+		b, err := json.Marshal(a)
+		if err != nil {
+			return "", err
+		}
+		env.PositionalArgs = append(env.PositionalArgs, b)
+	} else {
+		for i := range rv.NumField() {
+			if !rv.Type().Field(i).IsExported() {
+				continue
+			}
+			b, err := json.Marshal(rv.Field(i).Interface())
+			if err != nil {
+				return "", fmt.Errorf("argument %d (%s): %w", i+1, rv.Type().Field(i).Name, err)
+			}
+			env.PositionalArgs = append(env.PositionalArgs, b)
+		}
+	}
+	b, err := json.Marshal(env)
+	return string(b), err
+}
+
+// decodeArgs reads a workflow's recorded inputs. portable_json holds the
+// positional envelope; DBOS_JSON holds what a DBOS Go client passed as the
+// workflow's one input, taken as the first parameter (or as the whole
+// argument struct when the workflow has several).
+func decodeArgs[A any](s, format string) (A, error) {
+	var a A
+	b, err := jsonBytes(s, format)
+	if err != nil || b == nil {
+		return a, err
+	}
+	rv := reflect.ValueOf(&a).Elem()
+	fields := exportedFields(rv)
+	if format != sysdb.FormatPortable {
+		if len(fields) == 1 {
+			return a, json.Unmarshal(b, rv.Field(fields[0]).Addr().Interface())
+		}
+		return a, json.Unmarshal(b, &a)
+	}
+	var env portableArgs
+	if err := json.Unmarshal(b, &env); err != nil {
+		return a, fmt.Errorf("inputs are not DBOS's positional-arguments envelope: %w", err)
+	}
+	if rv.Kind() != reflect.Struct {
+		if len(env.PositionalArgs) != 1 {
+			return a, fmt.Errorf("%d positional arguments, want 1", len(env.PositionalArgs))
+		}
+		return a, json.Unmarshal(env.PositionalArgs[0], &a)
+	}
+	if len(env.PositionalArgs) > len(fields) {
+		return a, fmt.Errorf("%d positional arguments, the workflow takes %d", len(env.PositionalArgs), len(fields))
+	}
+	if len(env.NamedArgs) > 0 {
+		return a, fmt.Errorf("named arguments %v: dbosgen workflows take positional arguments only", keys(env.NamedArgs))
+	}
+	for i, raw := range env.PositionalArgs {
+		if err := json.Unmarshal(raw, rv.Field(fields[i]).Addr().Interface()); err != nil {
+			return a, fmt.Errorf("argument %d (%s): %w", i+1, rv.Type().Field(fields[i]).Name, err)
+		}
+	}
+	return a, nil
+}
+
+func exportedFields(rv reflect.Value) []int {
+	if rv.Kind() != reflect.Struct {
+		return nil
+	}
+	var out []int
+	for i := range rv.NumField() {
+		if rv.Type().Field(i).IsExported() {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func keys(m map[string]any) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -53,7 +53,8 @@ func TestDefaultsAndFallbackRuntime(t *testing.T) {
 	if _, err := testWF.Run(dbos.WithRuntime(context.Background(), rt), in); !errors.Is(err, dbos.ErrShutdown) {
 		t.Fatalf("after Shutdown: err = %v, want ErrShutdown", err)
 	}
-	if _, err := testWF.Run(context.Background(), in); !errors.Is(err, dbos.ErrNoRuntime) {
-		t.Fatalf("no runtime launched: err = %v, want ErrNoRuntime", err)
+	// Issue 10, item 9: not "call dbos.Launch first".
+	if _, err := testWF.Run(context.Background(), in); !errors.Is(err, dbos.ErrShutdown) || errors.Is(err, dbos.ErrNoRuntime) {
+		t.Fatalf("no runtime left running after Shutdown: err = %v, want ErrShutdown", err)
 	}
 }

@@ -2,6 +2,7 @@ package dbos
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
@@ -26,6 +27,15 @@ type workflowState struct {
 	// when the execution starts; read-only afterwards.
 	recorded map[int]sysdb.StepRow
 	abortErr atomic.Pointer[error]
+	// ctx is the body's own context (see workflowContext): whatever context
+	// the body hands a wrapper, this one says whether the workflow may go on.
+	ctx context.Context
+	// deadlineMS is the recorded deadline (unix ms; 0: none), handed down
+	// to children.
+	deadlineMS int64
+	// async counts the async steps still running: the workflow finishes
+	// only after they are recorded.
+	async asyncSteps
 }
 
 // nextStepID hands out step IDs in call order, starting at 1.
@@ -54,7 +64,9 @@ func WithRuntime(ctx context.Context, rt *Runtime) context.Context {
 
 // WithWorkflowID makes the next workflow started with ctx use id. Starting a
 // workflow with the ID of a finished one returns its recorded result; with the
-// ID of an unfinished one, resumes it.
+// ID of an unfinished one, resumes it. Either way the ID must belong to the
+// same workflow called with the same arguments: otherwise the call fails
+// with ErrWorkflowConflict.
 func WithWorkflowID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, workflowIDKey, id)
 }
@@ -97,8 +109,25 @@ func stepFrom(ctx context.Context) *stepState {
 }
 
 // runtimeFrom finds the runtime for ctx: the workflow's, the attached one, or
-// the process default.
+// the process default. A runtime that was shut down, or none left running
+// after one was, is ErrShutdown rather than ErrNoRuntime: the caller needs to
+// hear that the runtime ended, not to be told to launch one.
 func runtimeFrom(ctx context.Context) (*Runtime, error) {
+	if w := workflowFrom(ctx); w != nil {
+		return w.rt, nil // inside a workflow, halted decides what may start
+	}
+	rt, err := findRuntime(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.shutDownError(); err != nil {
+		return nil, err
+	}
+	return rt, nil
+}
+
+// findRuntime is runtimeFrom without the check that the runtime still runs.
+func findRuntime(ctx context.Context) (*Runtime, error) {
 	if w := workflowFrom(ctx); w != nil {
 		return w.rt, nil
 	}
@@ -107,6 +136,9 @@ func runtimeFrom(ctx context.Context) (*Runtime, error) {
 	}
 	if rt := defaultRuntime(); rt != nil {
 		return rt, nil
+	}
+	if everShutDown() {
+		return nil, fmt.Errorf("%w: every runtime launched in this process was shut down", ErrShutdown)
 	}
 	return nil, ErrNoRuntime
 }

@@ -31,12 +31,17 @@ var (
 	ErrUnknownWorkflow = errors.New("dbos: workflow is not registered in this binary")
 	// ErrWorkflowNotFound: no workflow with that ID.
 	ErrWorkflowNotFound = errors.New("dbos: workflow not found")
-	// ErrWorkflowConflict: the workflow ID belongs to a workflow of another name.
+	// ErrWorkflowConflict: the workflow ID belongs to a workflow of another
+	// name, or was started with other inputs.
 	ErrWorkflowConflict = errors.New("dbos: workflow ID already used by a different workflow")
 	// ErrInvalidWorkflowID: an empty or oversized workflow ID.
 	ErrInvalidWorkflowID = errors.New("dbos: invalid workflow ID")
 	// ErrCorruptRecord: a recorded input, output or error cannot be decoded.
 	ErrCorruptRecord = errors.New("dbos: recorded value cannot be decoded")
+	// ErrUnsupportedFormat: a recorded value is in a serialization format
+	// dbosgen cannot read (DBOS Python's py_pickle, say); the error names the
+	// workflow, and no other workflow is affected.
+	ErrUnsupportedFormat = errors.New("dbos: unsupported serialization format")
 	// ErrPanic: a step, transaction or workflow panicked.
 	ErrPanic = errors.New("dbos: panic")
 	// ErrSchemaTooNew: the system database was upgraded by a newer release.

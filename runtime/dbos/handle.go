@@ -61,6 +61,9 @@ func (h *WorkflowHandle[R]) Result(ctx context.Context) (R, error) {
 			}
 		}
 		// Running elsewhere (another process or runtime): poll its row.
+		if err := h.rt.shutDownError(); err != nil {
+			return zero, err
+		}
 		row, err := h.rt.store.Workflow(ctx, h.id)
 		switch {
 		case errors.Is(err, sysdb.ErrNotFound):
@@ -93,7 +96,7 @@ func typed[R any](id string, v any, err error) (R, error) {
 	case R:
 		return x, err
 	case rawJSON:
-		out, derr := decodeValue[R](string(x))
+		out, derr := decodeValue[R](x.text, x.format)
 		if derr != nil {
 			return out, errorf(ErrCorruptRecord, derr, "dbos: recorded output of workflow %s", id)
 		}
@@ -118,6 +121,9 @@ func RetrieveWorkflow[R any](ctx context.Context, id string) (*WorkflowHandle[R]
 
 // WorkflowStatus reads a workflow's row.
 func (rt *Runtime) WorkflowStatus(ctx context.Context, id string) (WorkflowStatus, error) {
+	if err := rt.shutDownError(); err != nil {
+		return WorkflowStatus{}, err
+	}
 	row, err := rt.store.Workflow(ctx, id)
 	if errors.Is(err, sysdb.ErrNotFound) {
 		return WorkflowStatus{}, fmt.Errorf("%w: %s", ErrWorkflowNotFound, id)
@@ -137,10 +143,12 @@ func (rt *Runtime) WorkflowStatus(ctx context.Context, id string) (WorkflowStatu
 	return st, nil
 }
 
-// CancelWorkflow cancels a PENDING workflow: its status becomes CANCELLED and
-// the context of its running execution, in any process, is cancelled. A step
-// interrupted this way is not recorded. Cancelling a finished workflow does
-// nothing.
+// CancelWorkflow cancels a PENDING workflow and its PENDING descendants:
+// their status becomes CANCELLED and the contexts of their running
+// executions, in any process, are cancelled. From then on none of them
+// starts a step, transaction or child, whether or not its body watches its
+// context. A step interrupted this way is not recorded. Cancelling a finished
+// workflow does nothing to it (its PENDING descendants are still cancelled).
 func CancelWorkflow(ctx context.Context, id string) error {
 	rt, err := runtimeFrom(ctx)
 	if err != nil {
@@ -151,13 +159,17 @@ func CancelWorkflow(ctx context.Context, id string) error {
 
 // CancelWorkflow is the package-level CancelWorkflow on this runtime.
 func (rt *Runtime) CancelWorkflow(ctx context.Context, id string) error {
+	if err := rt.shutDownError(); err != nil {
+		return err
+	}
 	cause := fmt.Errorf("%w: workflow %s was cancelled", ErrWorkflowCancelled, id)
-	if _, err := rt.store.Cancel(ctx, id, encodeError(cause)); err != nil {
+	if _, err := rt.store.Cancel(ctx, id); err != nil {
 		return errorf(ErrDatabase, err, "dbos: cancelling workflow %s", id)
 	}
 	if _, err := rt.WorkflowStatus(ctx, id); err != nil {
 		return err
 	}
 	rt.cancelLocal(id, cause)
+	rt.pollCancellations(ctx) // its descendants running here, at once
 	return nil
 }

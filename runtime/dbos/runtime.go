@@ -38,7 +38,29 @@ type Runtime struct {
 
 var launched struct {
 	sync.Mutex
-	list []*Runtime
+	list     []*Runtime
+	shutDown bool // some runtime was shut down: see findRuntime
+}
+
+func everShutDown() bool {
+	launched.Lock()
+	defer launched.Unlock()
+	return launched.shutDown
+}
+
+func (rt *Runtime) isClosed() bool {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	return rt.closed
+}
+
+// shutDownError is ErrShutdown, explained, once rt was shut down; its
+// databases are closed then, and their errors would say less.
+func (rt *Runtime) shutDownError() error {
+	if rt.isClosed() {
+		return fmt.Errorf("%w: the runtime of executor %s was shut down", ErrShutdown, rt.cfg.ExecutorID)
+	}
+	return nil
 }
 
 func defaultRuntime() *Runtime {
@@ -100,9 +122,9 @@ func openStore(ctx context.Context, rc resolved) (sysdb.Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("system database: %w", err)
 		}
-		store = sysdb.NewPostgres(pool, rc.Schema)
+		store = sysdb.NewPostgres(pool, rc.Schema, rc.AppName)
 	case engineSQLite:
-		s, err := sysdb.OpenSQLite(ctx, rc.system.path)
+		s, err := sysdb.OpenSQLite(ctx, rc.system.path, rc.AppName)
 		if err != nil {
 			return nil, errorf(ErrDatabase, err, "dbos: system database %s", rc.system)
 		}
@@ -110,12 +132,21 @@ func openStore(ctx context.Context, rc resolved) (sysdb.Store, error) {
 	}
 	// Connected: from here a database that drops away briefly (a restart, a
 	// cut connection) is waited for, within ctx, rather than failing Launch.
-	if err := retryTransient(ctx, rc.Logger, store.Migrate); err != nil {
+	var mr sysdb.MigrateResult
+	err := retryTransient(ctx, rc.Logger, func(ctx context.Context) (err error) {
+		mr, err = store.Migrate(ctx)
+		return err
+	})
+	if err != nil {
 		store.Close()
-		if errors.Is(err, sysdb.ErrSchemaTooNew) {
-			return nil, err
+		if errors.Is(err, sysdb.ErrOldSchema) {
+			return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 		}
-		return nil, errorf(ErrDatabase, err, "dbos: migrating system database %s", rc.system)
+		return nil, errorf(ErrDatabase, err, "dbos: preparing system database %s", rc.system)
+	}
+	if mr.Newer() {
+		rc.Logger.Info("dbos: the system database was migrated by a newer DBOS release; using it (DBOS migrations only add)",
+			"schema_version", mr.Version, "dbosgen_schema_version", sysdb.SchemaVersion, "system_database", rc.system.String())
 	}
 	return store, nil
 }
@@ -161,6 +192,7 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 	rt.closed = true
 	rt.mu.Unlock()
 	launched.Lock()
+	launched.shutDown = true
 	for i, r := range launched.list {
 		if r == rt {
 			launched.list = append(launched.list[:i], launched.list[i+1:]...)
@@ -211,6 +243,7 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 	if err != nil {
 		return errorf(ErrDatabase, err, "dbos: listing pending workflows")
 	}
+	rt.logOtherVersions(ctx)
 	for _, row := range rows {
 		var err error
 		if w, ok := lookupWorkflow(row.Name); !ok {
@@ -233,16 +266,17 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 
 // claim reserves id for an execution in this runtime, or returns the one
 // already running.
-func (rt *Runtime) claim(id, name string) (*execution, bool, error) {
+func (rt *Runtime) claim(id, name, inputs, format string) (*execution, bool, error) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if rt.closed {
-		return nil, false, ErrShutdown
+		return nil, false, fmt.Errorf("%w: cannot start workflow %s (%s): the runtime of executor %s was shut down",
+			ErrShutdown, id, name, rt.cfg.ExecutorID)
 	}
 	if ex, ok := rt.executions[id]; ok {
 		return ex, true, nil
 	}
-	ex := &execution{name: name, recorded: make(chan struct{}), done: make(chan struct{})}
+	ex := &execution{name: name, inputs: inputs, format: format, recorded: make(chan struct{}), done: make(chan struct{})}
 	rt.executions[id] = ex
 	rt.wg.Add(1)
 	return ex, false, nil
@@ -304,24 +338,30 @@ func (rt *Runtime) watchCancellations() {
 				return
 			case <-t.C:
 			}
-			rt.mu.Lock()
-			ids := make([]string, 0, len(rt.executions))
-			for id := range rt.executions {
-				ids = append(ids, id)
-			}
-			rt.mu.Unlock()
-			if len(ids) == 0 {
-				continue
-			}
-			cancelled, err := rt.store.Cancelled(rt.ctx, ids)
-			if err != nil {
-				continue // the next tick tries again
-			}
-			for _, id := range cancelled {
-				rt.cancelLocal(id, fmt.Errorf("%w: workflow %s was cancelled", ErrWorkflowCancelled, id))
-			}
+			rt.pollCancellations(rt.ctx) // on error the next tick tries again
 		}
 	}()
+}
+
+// pollCancellations stops the executions of this runtime whose rows are
+// CANCELLED.
+func (rt *Runtime) pollCancellations(ctx context.Context) {
+	rt.mu.Lock()
+	ids := make([]string, 0, len(rt.executions))
+	for id := range rt.executions {
+		ids = append(ids, id)
+	}
+	rt.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	cancelled, err := rt.store.Cancelled(ctx, ids)
+	if err != nil {
+		return
+	}
+	for _, id := range cancelled {
+		rt.cancelLocal(id, fmt.Errorf("%w: workflow %s was cancelled", ErrWorkflowCancelled, id))
+	}
 }
 
 // retryDB runs op until it succeeds, fails for a reason other than the

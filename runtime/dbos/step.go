@@ -6,20 +6,28 @@ import (
 	"log/slog"
 	"math"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
 )
 
 // StepOptions is a step's retry policy, from its //dbos:step directive.
-// Zero fields take the seed's defaults.
+//
+// Generated code spells out every field, the directive's defaults included,
+// so what a step does is readable in dbos_gen.go. In a literal written by
+// hand, a zero MaxAttempts, BackoffRate or MaxInterval takes the default
+// below (none of them can be zero in a directive), but a zero Interval is
+// no wait between attempts, as interval_seconds=0 and interval=0s are: the
+// default 1s belongs to a directive without either key, not to the zero
+// value.
 type StepOptions struct {
 	Name           string
 	RetriesAllowed bool
 	MaxAttempts    int           // default 3; used only when RetriesAllowed
-	Interval       time.Duration // default 1s
-	BackoffRate    float64       // default 2
-	MaxInterval    time.Duration // default 1h
+	Interval       time.Duration // the first wait; 0 (or less) retries at once
+	BackoffRate    float64       // default 2 when 0 (or less)
+	MaxInterval    time.Duration // default 1h when 0 (or less)
 	// ShouldRetry, when set, decides whether an error is worth another
 	// attempt; an error it refuses is returned at once.
 	ShouldRetry func(error) bool
@@ -36,11 +44,11 @@ func (o *StepOptions) attempts() int {
 }
 
 // Delay is the wait after failed attempt i (from 0):
-// min(Interval × BackoffRate^i, MaxInterval).
+// min(Interval × BackoffRate^i, MaxInterval), and 0 when Interval is 0.
 func (o *StepOptions) Delay(i int) time.Duration {
 	interval, rate, limit := o.Interval, o.BackoffRate, o.MaxInterval
 	if interval <= 0 {
-		interval = time.Second
+		return 0
 	}
 	if rate <= 0 {
 		rate = 2
@@ -68,9 +76,16 @@ func RunStep[R any](ctx context.Context, opts *StepOptions, fn func(context.Cont
 	}
 	wf := workflowFrom(ctx)
 	if wf == nil {
-		return runAttempts(ctx, opts, StepInfo{Name: opts.Name}, fn)
+		return runPlain(ctx, opts, fn)
 	}
 	return runStepAt(ctx, wf, wf.nextStepID(), opts, fn)
+}
+
+// runPlain runs a step outside any workflow: its retry policy, no record.
+func runPlain[R any](ctx context.Context, opts *StepOptions, fn func(context.Context) (R, error)) (R, error) {
+	out, err := runAttempts(ctx, opts, StepInfo{Name: opts.Name}, fn)
+	logExhausted(ctx, nil, 0, err)
+	return out, err
 }
 
 // Future is the pending result of an asynchronous step.
@@ -96,22 +111,30 @@ func (f *Future[R]) Done() <-chan struct{} { return f.done }
 
 // RunStepAsync starts fn as a durable step in its own goroutine. The step ID
 // is taken now, at the call, so concurrent steps replay deterministically.
+// The workflow finishes only once every async step it started has finished
+// and been recorded, awaited or not.
 func RunStepAsync[R any](ctx context.Context, opts *StepOptions, fn func(context.Context) (R, error)) *Future[R] {
 	f := &Future[R]{done: make(chan struct{})}
-	run := func() (R, error) { return runAttempts(ctx, opts, StepInfo{Name: opts.Name}, fn) }
+	run := func() (R, error) { return runPlain(ctx, opts, fn) }
 	switch wf := workflowFrom(ctx); {
 	case stepFrom(ctx) != nil:
 		run = func() (R, error) { return callSafely(ctx, fn) }
 	case wf != nil:
+		if !wf.async.add() {
+			// Called by a goroutine that outlived the body: the workflow's
+			// outcome may be recorded already, so this step cannot be.
+			f.err = fmt.Errorf("%w: step %s started after workflow %s returned", ErrNondeterministic, opts.Name, wf.id)
+			close(f.done)
+			return f
+		}
 		id := wf.nextStepID()
-		run = func() (R, error) { return runStepAt(ctx, wf, id, opts, fn) }
 		// Shutdown waits for it like for its workflow; the workflow's own
 		// count is held, so this Add cannot race Shutdown's Wait.
 		wf.rt.wg.Add(1)
-		step := run
 		run = func() (R, error) {
 			defer wf.rt.wg.Done()
-			return step()
+			defer wf.async.done()
+			return runStepAt(ctx, wf, id, opts, fn)
 		}
 	}
 	go func() {
@@ -121,7 +144,51 @@ func RunStepAsync[R any](ctx context.Context, opts *StepOptions, fn func(context
 	return f
 }
 
+// asyncSteps counts a workflow's running async steps. Once the body has
+// returned, wait closes it: no async step starts after that.
+type asyncSteps struct {
+	mu      sync.Mutex
+	running int
+	closed  bool
+	idle    chan struct{} // made by wait when steps still run
+}
+
+func (a *asyncSteps) add() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.running++
+	return true
+}
+
+func (a *asyncSteps) done() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.running--; a.running == 0 && a.idle != nil {
+		close(a.idle)
+	}
+}
+
+// wait closes a and waits for the steps still running.
+func (a *asyncSteps) wait() {
+	a.mu.Lock()
+	a.closed = true
+	if a.running == 0 {
+		a.mu.Unlock()
+		return
+	}
+	a.idle = make(chan struct{})
+	a.mu.Unlock()
+	<-a.idle
+}
+
 func runStepAt[R any](ctx context.Context, wf *workflowState, id int, opts *StepOptions, fn func(context.Context) (R, error)) (R, error) {
+	if halt := wf.halted(); halt != nil {
+		var zero R
+		return zero, refuse(halt, "dbos: step "+opts.Name)
+	}
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)
 	}
@@ -131,6 +198,7 @@ func runStepAt[R any](ctx context.Context, wf *workflowState, id int, opts *Step
 		// execution runs the step again.
 		return out, err
 	}
+	logExhausted(ctx, wf, id, err)
 	return record(wf, sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: opts.Name}, out, err)
 }
 
@@ -161,13 +229,13 @@ func replay[R any](wf *workflowState, rec sysdb.StepRow, name string) (R, error)
 		return zero, wf.abort(&NondeterministicError{WorkflowID: wf.id, StepID: rec.StepID, Recorded: rec.Name, Called: name})
 	}
 	if rec.Error != "" {
-		recErr, err := decodeError(rec.Error)
+		recErr, err := decodeError(rec.Error, rec.Serialization)
 		if err != nil {
 			return zero, wf.abort(errorf(ErrCorruptRecord, err, "dbos: recorded error of step %d (%s) of workflow %s", rec.StepID, name, wf.id))
 		}
 		return zero, recErr
 	}
-	v, err := decodeValue[R](rec.Output)
+	v, err := decodeValue[R](rec.Output, rec.Serialization)
 	if err != nil {
 		return zero, wf.abort(errorf(ErrCorruptRecord, err, "dbos: recorded output of step %d (%s) of workflow %s", rec.StepID, name, wf.id))
 	}
@@ -196,6 +264,9 @@ func runAttempts[R any](ctx context.Context, opts *StepOptions, info StepInfo, f
 		delay := opts.Delay(i)
 		loggerFor(ctx).Warn("step attempt failed; retrying", "step", opts.Name, "workflow_id", info.WorkflowID,
 			"step_id", info.StepID, "attempt", i+1, "max_attempts", max, "retry_in", delay, "error", err)
+		if delay <= 0 {
+			continue // an explicit zero interval: retry at once
+		}
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
@@ -218,7 +289,7 @@ func callSafely[R any](ctx context.Context, fn func(context.Context) (R, error))
 }
 
 func loggerFor(ctx context.Context) *slog.Logger {
-	if rt, err := runtimeFrom(ctx); err == nil {
+	if rt, err := findRuntime(ctx); err == nil {
 		return rt.log
 	}
 	return slog.Default()

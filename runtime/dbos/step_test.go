@@ -108,11 +108,18 @@ func TestStepRetryPolicy(t *testing.T) {
 			t.Errorf("Delay(%d) = %v, want %v", i, got, want*time.Millisecond)
 		}
 	}
-	if d := (&dbos.StepOptions{}).Delay(0); d != time.Second {
-		t.Errorf("default first delay = %v, want 1s", d)
+	// Zero BackoffRate and MaxInterval take the defaults (2, 1h); a zero
+	// Interval is no wait at all (item 21), whatever the other fields say.
+	if d := (&dbos.StepOptions{Interval: time.Second}).Delay(1); d != 2*time.Second {
+		t.Errorf("default backoff: second delay = %v, want 2s", d)
 	}
-	if d := (&dbos.StepOptions{}).Delay(1000); d != time.Hour {
+	if d := (&dbos.StepOptions{Interval: time.Second}).Delay(1000); d != time.Hour {
 		t.Errorf("default delay is capped at %v, want 1h", d)
+	}
+	for i := range 3 {
+		if d := (&dbos.StepOptions{}).Delay(i); d != 0 {
+			t.Errorf("zero Interval: Delay(%d) = %v, want 0", i, d)
+		}
 	}
 
 	var stamps []time.Time
@@ -171,6 +178,60 @@ func TestStepRetryPolicy(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || calls != 1 || time.Since(start) > 5*time.Second {
 		t.Fatalf("cancelled wait: err %v after %d calls in %v", err, calls, time.Since(start))
 	}
+}
+
+// Item 21: an explicit zero interval (interval_seconds=0, interval=0s, which
+// the generator emits as Interval: 0) retries at once, in a workflow or not;
+// only an absent key takes the default 1s, and the generator spells that out.
+func TestStepZeroIntervalRetriesAtOnce(t *testing.T) {
+	const attempts = 5
+	opts := func() *dbos.StepOptions {
+		return &dbos.StepOptions{Name: "at-once", RetriesAllowed: true, MaxAttempts: attempts, Interval: 0, BackoffRate: 2, MaxInterval: time.Hour}
+	}
+	// Every wait the default would impose is at least a second; five
+	// attempts with no wait take milliseconds.
+	const budget = 500 * time.Millisecond
+	var gaps []time.Duration // between the end of one attempt and the start of the next
+	fail := func() func(ctx context.Context) (int, error) {
+		gaps = nil
+		var last time.Time
+		return func(ctx context.Context) (int, error) {
+			if !last.IsZero() {
+				gaps = append(gaps, time.Since(last))
+			}
+			defer func() { last = time.Now() }()
+			return 0, errors.New("not yet")
+		}
+	}
+	check := func(t *testing.T, err error) {
+		t.Helper()
+		var me *dbos.MaxStepRetriesExceededError
+		if !errors.As(err, &me) || me.MaxAttempts != attempts || len(me.Errors) != attempts {
+			t.Fatalf("err = %v; want MaxStepRetriesExceededError after %d attempts", err, attempts)
+		}
+		if len(gaps) != attempts-1 {
+			t.Fatalf("%d waits between attempts; want %d", len(gaps), attempts-1)
+		}
+		for i, gap := range gaps {
+			if gap > budget {
+				t.Errorf("waited %v after attempt %d with a zero interval; want no wait (under %v)", gap, i, budget)
+			}
+		}
+	}
+
+	t.Run("outside a workflow", func(t *testing.T) {
+		_, err := dbos.RunStep(context.Background(), opts(), fail())
+		check(t, err)
+	})
+	forEachEngine(t, func(t *testing.T, url string) {
+		_, ctx := launch(t, url)
+		in := setBody(t, func(ctx context.Context, in input) (string, error) {
+			_, err := dbos.RunStep(ctx, opts(), fail())
+			return "", err
+		})
+		_, err := testWF.Run(dbos.WithWorkflowID(ctx, "wf-zero-interval"), in)
+		check(t, err)
+	})
 }
 
 // Item 4: the retries-exceeded error carries the step name, max attempts and

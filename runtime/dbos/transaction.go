@@ -63,7 +63,7 @@ func (a *appDB) reader() *sqlx.DB {
 
 func openApp(ctx context.Context, rc resolved, store sysdb.Store) (*appDB, error) {
 	a := &appDB{sqlite: rc.app.engine == engineSQLite, same: rc.sameDB}
-	a.recorder = sysdb.NewTxRecorder(a.sqlite, rc.Schema, a.same)
+	a.recorder = sysdb.NewTxRecorder(a.sqlite, rc.Schema, a.same, rc.AppName)
 	switch {
 	case a.sqlite && a.same:
 		// The store's write pool has one connection: a transaction holding
@@ -76,7 +76,7 @@ func openApp(ctx context.Context, rc resolved, store sysdb.Store) (*appDB, error
 		}
 		return a, nil
 	case a.sqlite:
-		s, err := sysdb.OpenSQLite(ctx, rc.app.path)
+		s, err := sysdb.OpenSQLite(ctx, rc.app.path, "")
 		if err == nil {
 			if err = sysdb.MigrateSQLiteApp(ctx, s.WriteDB()); err == nil {
 				err = a.recorder.Prepare(ctx, s.WriteDB())
@@ -158,6 +158,9 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 			err = infra.err
 		}
 		return out, err
+	}
+	if halt := wf.halted(); halt != nil {
+		return zero, refuse(halt, "dbos: transaction "+opts.Name)
 	}
 	id := wf.nextStepID()
 	if rec, ok := wf.recorded[id]; ok {

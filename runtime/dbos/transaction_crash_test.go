@@ -288,7 +288,7 @@ func TestTransactionCrashBetweenCommits(t *testing.T) {
 			app, sys := openByURL(t, appURL), openByURL(t, sysURL)
 			waitFor(t, "the application commit", func() bool {
 				var n int
-				err := app.Get(&n, `SELECT count(*) FROM `+txTable(app, "transaction_outputs"))
+				err := app.Get(&n, `SELECT count(*) FROM `+txTable(app, "dbosgen_transaction_outputs"))
 				return err == nil && n == 1
 			})
 			time.Sleep(50 * time.Millisecond) // the child is now waiting to checkpoint
@@ -372,7 +372,7 @@ func TestTransactionSeparateDatabase(t *testing.T) {
 			if n := appCount(t, rt.AppDB(), `SELECT count(*) FROM greetings`); n != 1 {
 				t.Fatalf("%d greetings; want 1", n)
 			}
-			if n := appCount(t, rt.AppDB(), `SELECT count(*) FROM `+txTable(rt.AppDB(), "transaction_outputs")); n != 1 {
+			if n := appCount(t, rt.AppDB(), `SELECT count(*) FROM `+txTable(rt.AppDB(), "dbosgen_transaction_outputs")); n != 1 {
 				t.Fatalf("%d application records; want 1 (only the committed write)", n)
 			}
 			if n := appCount(t, sys, `SELECT count(*) FROM `+txTable(sys, "operation_outputs")); n != 3 {

@@ -80,6 +80,9 @@ func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R],
 	parent := workflowFrom(ctx)
 	var stepID int
 	if parent != nil {
+		if halt := parent.halted(); halt != nil {
+			return nil, refuse(halt, "dbos: child workflow "+w.opts.Name)
+		}
 		// A child is a step of its parent: it takes a step ID, and its ID is
 		// derived from the parent's so a replay finds the same child.
 		stepID = parent.nextStepID()
@@ -96,13 +99,13 @@ func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R],
 	if id == "" {
 		id = uuid.NewString()
 	}
-	inputs, err := encodeValue(args)
+	inputs, err := encodeArgs(args)
 	if err != nil {
 		return nil, fmt.Errorf("dbos: inputs of workflow %s cannot be stored as JSON: %w", w.opts.Name, err)
 	}
-	p := startParams{ctx: ctx, id: id, inputs: inputs, args: args}
+	p := startParams{ctx: ctx, id: id, inputs: inputs, format: sysdb.FormatPortable, args: args}
 	if parent != nil {
-		p.parentID = parent.id
+		p.parentID, p.parentDeadlineMS = parent.id, parent.deadlineMS
 	}
 	h, err := start(rt, w, p)
 	if err != nil || parent == nil {
@@ -135,10 +138,10 @@ func validateWorkflowID(id string) error {
 func (w *Workflow[A, R]) resume(ctx context.Context, rt *Runtime, row sysdb.WorkflowRow) error {
 	// Inputs that cannot be decoded are reported before the row is touched
 	// (no recovery attempt counted), like an unregistered name.
-	if _, err := decodeValue[A](row.Inputs); err != nil {
+	if _, err := decodeArgs[A](row.Inputs, row.Serialization); err != nil {
 		return errorf(ErrCorruptRecord, err, "dbos: cannot recover workflow %s (%s): its recorded inputs do not decode (left PENDING)", row.ID, row.Name)
 	}
-	_, err := start(rt, w, startParams{ctx: ctx, id: row.ID, inputs: row.Inputs, parentID: row.ParentID})
+	_, err := start(rt, w, startParams{ctx: ctx, id: row.ID, inputs: row.Inputs, format: row.Serialization, parentID: row.ParentID})
 	return err
 }
 
@@ -146,15 +149,21 @@ type startParams struct {
 	ctx      context.Context
 	id       string
 	inputs   string
-	args     any // the typed arguments; nil when recovering from a row
+	format   string // of inputs: portable_json for a call, the row's on recovery
+	args     any    // the typed arguments; nil when recovering from a row
 	parentID string
+	// parentDeadlineMS bounds a child's deadline by its parent's (unix ms;
+	// 0: none), so a parent's timeout reaches the children it starts.
+	parentDeadlineMS int64
 }
 
 // execution is one running workflow in this runtime. Callers that start a
 // workflow whose ID is already running here wait on it instead of running
 // the body a second time.
 type execution struct {
-	name string
+	name   string
+	inputs string // as the first start encoded or read them
+	format string // their serialization
 	// recorded is closed once the workflow's row is in the database; a
 	// second caller of Start returns only then, as the first does, so a
 	// returned handle always means a durable workflow.
@@ -171,14 +180,20 @@ func (e *execution) finish(v any, err error) {
 }
 
 func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHandle[R], error) {
-	ex, existing, err := rt.claim(p.id, w.opts.Name)
+	ex, existing, err := rt.claim(p.id, w.opts.Name, p.inputs, p.format)
 	if err != nil {
 		return nil, err
 	}
 	h := &WorkflowHandle[R]{rt: rt, id: p.id, ex: ex}
+	_, fresh := p.args.(A)
 	if existing {
 		if ex.name != w.opts.Name {
 			return nil, fmt.Errorf("%w: workflow ID %s is running as %s, not %s", ErrWorkflowConflict, p.id, ex.name, w.opts.Name)
+		}
+		if fresh {
+			if err := sameInputs[A](p.id, w.opts.Name, ex.inputs, ex.format, p.inputs); err != nil {
+				return nil, err
+			}
 		}
 		if err := ex.waitRecorded(p.ctx); err != nil {
 			return nil, err
@@ -191,6 +206,11 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 	if w.opts.Timeout > 0 {
 		row.TimeoutMS = w.opts.Timeout.Milliseconds()
 		row.DeadlineMS = now.Add(w.opts.Timeout).UnixMilli()
+	}
+	if d := p.parentDeadlineMS; d > 0 && (row.DeadlineMS == 0 || d < row.DeadlineMS) {
+		// Recorded on the child's row, so the bound holds wherever and
+		// whenever the child runs again.
+		row.DeadlineMS = d
 	}
 	dead := encodeError(fmt.Errorf("%w: workflow %s was started more than %d times without finishing",
 		ErrMaxRecoveryAttemptsExceeded, p.id, w.opts.MaxRecoveryAttempts+1))
@@ -211,17 +231,31 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		rt.release(p.id, ex, nil, err)
 		return nil, err
 	}
+	if fresh && !res.Inserted {
+		// The row InitWorkflow returned says what this ID was started
+		// with: no extra statement. Recovery (no fresh args) runs the
+		// recorded inputs and has nothing to compare.
+		if err := sameInputs[A](p.id, w.opts.Name, cur.Inputs, cur.Serialization, p.inputs); err != nil {
+			rt.release(p.id, ex, nil, err)
+			return nil, err
+		}
+	}
+	if cur.Status == sysdb.StatusDeadLetter && cur.UpdatedMS >= now.UnixMilli() {
+		// This start parked it: InitWorkflow touches updated_at only of a
+		// PENDING row, so a row parked before this call is older.
+		rt.logParked(cur, w.opts.MaxRecoveryAttempts)
+	}
 	if cur.Status != sysdb.StatusPending {
 		v, err := outcome[R](cur)
 		rt.release(p.id, ex, v, err)
 		return h, nil
 	}
 
-	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name}
-	a, fresh := p.args.(A)
+	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name, deadlineMS: cur.DeadlineMS}
+	a, _ := p.args.(A)
 	if !res.Inserted || !fresh {
 		// Not the first execution: run from the recorded inputs and outcomes.
-		if a, err = decodeValue[A](cur.Inputs); err != nil {
+		if a, err = decodeArgs[A](cur.Inputs, cur.Serialization); err != nil {
 			err = errorf(ErrCorruptRecord, err, "dbos: recorded inputs of workflow %s (%s)", p.id, w.opts.Name)
 			rt.release(p.id, ex, nil, err)
 			return nil, err
@@ -238,10 +272,46 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 	go func() {
 		defer stop()
 		v, err := callSafely(ctx, func(ctx context.Context) (R, error) { return w.fn(ctx, a) })
-		v2, err2 := rt.conclude(ctx, wf, v, err)
+		// Async steps it left running are part of its history: their
+		// outcomes are recorded before its own, so a replay sees them.
+		wf.async.wait()
+		v2, err2 := rt.conclude(wf, v, err)
 		rt.release(p.id, ex, v2, err2)
 	}()
 	return h, nil
+}
+
+// sameInputs returns nil when recorded (the inputs a workflow ID was started
+// with) and call (this call's encoded arguments) are the same arguments,
+// else an ErrWorkflowConflict naming both. Recorded inputs are compared
+// after a round trip through A, so a row written by another tool with other
+// spacing or key order still matches.
+func sameInputs[A any](id, name, recorded, format, call string) error {
+	if recorded == call && format == sysdb.FormatPortable {
+		return nil
+	}
+	a, err := decodeArgs[A](recorded, format)
+	if err != nil {
+		return errorf(ErrCorruptRecord, err, "dbos: recorded inputs of workflow %s (%s)", id, name)
+	}
+	if canon, err := encodeArgs(a); err == nil && canon == call {
+		return nil
+	}
+	return fmt.Errorf("%w: workflow ID %s belongs to workflow %s started with inputs %s, not to this call with inputs %s",
+		ErrWorkflowConflict, id, name, clip(recorded), clip(call))
+}
+
+// clip shortens a value for an error message.
+func clip(s string) string {
+	const max = 200
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
 }
 
 // waitRecorded waits until the execution's row is in the database, so that a
@@ -285,7 +355,6 @@ func (rt *Runtime) recordedSteps(ctx context.Context, id string) (map[int]sysdb.
 func (rt *Runtime) workflowContext(caller context.Context, ex *execution, wf *workflowState, deadlineMS int64) (ctx context.Context, stop func()) {
 	ctx = context.WithValue(context.WithoutCancel(caller), workflowIDKey, nil)
 	ctx = context.WithValue(ctx, stepKey, nil)
-	ctx = context.WithValue(ctx, workflowKey, wf)
 	ctx, cancel := context.WithCancelCause(ctx)
 	rt.setCancel(ex, cancel)
 	stopOnShutdown := context.AfterFunc(rt.ctx, func() { cancel(ErrShutdown) })
@@ -294,6 +363,8 @@ func (rt *Runtime) workflowContext(caller context.Context, ex *execution, wf *wo
 		ctx, stopTimer = context.WithDeadlineCause(ctx, time.UnixMilli(deadlineMS),
 			fmt.Errorf("%w: workflow %s passed its timeout", ErrWorkflowCancelled, wf.id))
 	}
+	wf.ctx = ctx
+	ctx = context.WithValue(ctx, workflowKey, wf)
 	return ctx, func() {
 		stopOnShutdown()
 		stopTimer()
@@ -302,7 +373,7 @@ func (rt *Runtime) workflowContext(caller context.Context, ex *execution, wf *wo
 }
 
 // conclude records a finished body's outcome and returns what callers see.
-func (rt *Runtime) conclude(ctx context.Context, wf *workflowState, v any, err error) (any, error) {
+func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
 	if abort := wf.aborted(); abort != nil {
 		if errors.Is(abort, ErrDatabase) || errors.Is(abort, ErrCorruptRecord) {
 			// The outcome cannot be recorded now, or a record needs repair:
@@ -315,19 +386,16 @@ func (rt *Runtime) conclude(ctx context.Context, wf *workflowState, v any, err e
 		// cannot stand behind another outcome.
 		v, err = nil, abort
 	}
-	if err != nil && ctx.Err() != nil {
-		cause := context.Cause(ctx)
+	if halt := wf.halted(); halt != nil {
 		switch {
-		case errors.Is(cause, ErrShutdown):
-			return nil, fmt.Errorf("%w: workflow %s interrupted; it resumes on the next Launch", ErrShutdown, wf.id)
-		case errors.Is(cause, ErrWorkflowCancelled):
-			// A timeout: record it so recovery does not run the workflow again.
-			_ = rt.retryDB(rt.ctx, func(c context.Context) error {
-				_, err := rt.store.Cancel(c, wf.id, encodeError(cause))
-				return err
-			})
+		case errors.Is(halt, ErrWorkflowCancelled):
+			// Whatever the body made of it: a cancelled workflow's outcome is
+			// its cancellation.
+			return rt.cancelled(wf, halt)
+		case err != nil:
+			// Shutdown interrupted it: not an outcome.
+			return nil, halt
 		}
-		return rt.recordedOutcome(wf.id, cause)
 	}
 	status, out, errJSON := sysdb.StatusSuccess, "", encodeError(err)
 	if err != nil {
@@ -346,42 +414,72 @@ func (rt *Runtime) conclude(ctx context.Context, wf *workflowState, v any, err e
 		return nil, errorf(ErrDatabase, dbErr, "dbos: recording the outcome of workflow %s; it resumes on the next Launch", wf.id)
 	}
 	if !ok {
-		// Cancelled, or finished by another execution: the recorded outcome wins.
-		return rt.recordedOutcome(wf.id, err)
+		// Cancelled (elsewhere, not yet delivered here), or finished by
+		// another execution, which logs its own outcome: the recorded
+		// outcome wins.
+		v, status, err := rt.recordedStatus(wf.id, err)
+		if status == sysdb.StatusCancelled {
+			rt.logCancelled(wf, err)
+		}
+		return v, err
+	}
+	if status == sysdb.StatusError {
+		rt.logFailed(wf, err)
 	}
 	return v, err
+}
+
+// cancelled ends a cancelled execution. A timeout is recorded here
+// (after CancelWorkflow the row is CANCELLED already and only the
+// descendants can change), cascading to the workflow's PENDING descendants,
+// which are then stopped if they run in this runtime.
+func (rt *Runtime) cancelled(wf *workflowState, cause error) (any, error) {
+	_ = rt.retryDB(rt.dbCtx, func(c context.Context) error {
+		_, err := rt.store.Cancel(c, wf.id)
+		return err
+	})
+	rt.pollCancellations(rt.dbCtx)
+	rt.logCancelled(wf, cause)
+	return rt.recordedOutcome(wf.id, cause)
 }
 
 // recordedOutcome reads the recorded result of a workflow that is no longer
 // PENDING; fallback is returned if it is still pending or cannot be read.
 func (rt *Runtime) recordedOutcome(id string, fallback error) (any, error) {
+	v, _, err := rt.recordedStatus(id, fallback)
+	return v, err
+}
+
+// recordedStatus is recordedOutcome with the status it read ("" if none).
+func (rt *Runtime) recordedStatus(id string, fallback error) (any, string, error) {
 	var row sysdb.WorkflowRow
 	err := rt.retryDB(rt.dbCtx, func(c context.Context) (err error) {
 		row, err = rt.store.Workflow(c, id)
 		return err
 	})
 	if err != nil || row.Status == sysdb.StatusPending {
-		return nil, fallback
+		return nil, "", fallback
 	}
-	return rawOutcome(row)
+	v, err := rawOutcome(row)
+	return v, row.Status, err
 }
 
 // rawOutcome keeps a recorded output as JSON until a typed handle decodes it.
 func rawOutcome(row sysdb.WorkflowRow) (any, error) {
 	switch row.Status {
 	case sysdb.StatusSuccess:
-		return rawJSON(row.Output), nil
+		return rawJSON{text: row.Output, format: row.Serialization}, nil
 	default:
 		return nil, statusError(row)
 	}
 }
 
-type rawJSON string
+type rawJSON struct{ text, format string }
 
 // outcome decodes a finished workflow's recorded result.
 func outcome[R any](row sysdb.WorkflowRow) (any, error) {
 	if row.Status == sysdb.StatusSuccess {
-		v, err := decodeValue[R](row.Output)
+		v, err := decodeValue[R](row.Output, row.Serialization)
 		if err != nil {
 			return nil, errorf(ErrCorruptRecord, err, "dbos: recorded output of workflow %s", row.ID)
 		}
@@ -391,7 +489,7 @@ func outcome[R any](row sysdb.WorkflowRow) (any, error) {
 }
 
 func statusError(row sysdb.WorkflowRow) error {
-	recErr, err := decodeError(row.Error)
+	recErr, err := decodeError(row.Error, row.Serialization)
 	if err != nil {
 		return errorf(ErrCorruptRecord, err, "dbos: recorded error of workflow %s", row.ID)
 	}

@@ -3,9 +3,11 @@ package sysdb
 import (
 	"context"
 	"errors"
-	"fmt"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -14,119 +16,98 @@ import (
 
 // Postgres is the Store on PostgreSQL through pgx.
 type Postgres struct {
-	pool   *pgxpool.Pool
-	schema string // quoted
-	rawSch string
-	q      pgQueries
+	pool    *pgxpool.Pool
+	schema  string // quoted
+	rawSch  string
+	appName string
+	q       queries
+	// PostgreSQL-only statements: one data-modifying CTE each.
+	init, finish, cancel, cancelled string
 }
 
-// pgQueries are built once per schema name so the hot path only executes.
-type pgQueries struct {
-	init, steps, record, recorded, finish, workflow, pending, cancel, cancelled string
+// CancelChannel is the LISTEN/NOTIFY channel on which dbosgen announces the
+// IDs of cancelled workflows. DBOS's channels are named dbos_*; this name
+// cannot collide with them.
+const CancelChannel = "dbosgen_workflow_cancel"
+
+// NewPostgres wraps a pool; schema is the unquoted schema name and appName
+// the application whose rows this store writes and recovers.
+func NewPostgres(pool *pgxpool.Pool, schema, appName string) *Postgres {
+	d := dialect{schema: quoteIdent(schema)}
+	return &Postgres{pool: pool, schema: d.schema, rawSch: schema, appName: appName, q: buildQueries(d),
+		init:      d.render(pgInit),
+		finish:    d.render(pgFinish),
+		cancel:    d.render(pgCancel),
+		cancelled: d.render(`SELECT workflow_uuid FROM {schema}.workflow_status WHERE workflow_uuid = ANY($1) AND status = 'CANCELLED'`),
+	}
 }
 
-// CancelChannel is the LISTEN/NOTIFY channel that carries cancelled workflow IDs.
-const CancelChannel = "dbos_workflow_cancel"
+// pgInit starts or restarts a workflow in one statement: the status upsert,
+// the inputs of a new workflow, the error of one it dead-letters, and the row
+// as it stands, with its inputs and outcome.
+const pgInit = `WITH ins AS (
+	INSERT INTO {schema}.workflow_status AS w (workflow_uuid, status, name, executor_id, application_version,
+		application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms, workflow_deadline_epoch_ms,
+		created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
+	VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7::BIGINT, 0), NULLIF($8::BIGINT, 0),
+		$9, $9, $9, 'portable_json', $10, $10)
+	ON CONFLICT (workflow_uuid) DO UPDATE SET
+		recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
+		status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
+		executor_id = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.executor_id ELSE w.executor_id END,
+		updated_at = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.updated_at ELSE w.updated_at END
+	RETURNING w.*, (xmax = 0) AS inserted
+), inp AS (
+	INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT $1, $12 FROM ins WHERE ins.inserted
+	ON CONFLICT (workflow_uuid) DO NOTHING
+), dead AS (
+	INSERT INTO {schema}.workflow_output (workflow_uuid, error) SELECT $1, $13 FROM ins WHERE ins.status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
+	ON CONFLICT (workflow_uuid) DO NOTHING
+)
+SELECT s.inserted, COALESCE(s.name, ''), COALESCE(s.status, ''), COALESCE(s.executor_id, ''),
+	COALESCE(s.application_version, ''), COALESCE(s.application_name, ''), COALESCE(s.queue_name, ''),
+	COALESCE(s.serialization, ''), CASE WHEN s.inserted THEN $12 ELSE COALESCE(i.inputs, s.inputs, '') END,
+	COALESCE(o.output, s.output, ''),
+	COALESCE(o.error, s.error, CASE WHEN s.status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' THEN $13 END, ''),
+	COALESCE(s.parent_workflow_id, ''), COALESCE(s.recovery_attempts, 0),
+	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at
+FROM ins s
+	LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
+	LEFT JOIN {schema}.workflow_output o ON o.workflow_uuid = s.workflow_uuid`
 
-// NewPostgres wraps a pool; schema is the unquoted schema name.
-func NewPostgres(pool *pgxpool.Pool, schema string) *Postgres {
-	s := quoteIdent(schema)
-	r := strings.NewReplacer("{schema}", s)
-	return &Postgres{pool: pool, schema: s, rawSch: schema, q: pgQueries{
-		init: r.Replace(`INSERT INTO {schema}.workflow_status AS w (workflow_uuid, status, name, executor_id,
-	application_version, application_id, inputs, parent_workflow_id, recovery_attempts,
-	workflow_timeout_ms, workflow_deadline_epoch_ms, created_at, updated_at)
-VALUES ($1, 'PENDING', $2, $3, $4, $5, $6, NULLIF($7, ''), 1, NULLIF($8::BIGINT, 0), NULLIF($9::BIGINT, 0), $10, $10)
-ON CONFLICT (workflow_uuid) DO UPDATE SET
-	recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
-	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
-	error = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN $12 ELSE w.error END,
-	executor_id = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.executor_id ELSE w.executor_id END,
-	updated_at = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.updated_at ELSE w.updated_at END
-RETURNING name, status, executor_id, application_version, application_id, COALESCE(inputs, ''),
-	COALESCE(output, ''), COALESCE(error, ''), COALESCE(parent_workflow_id, ''), recovery_attempts,
-	COALESCE(workflow_timeout_ms, 0), COALESCE(workflow_deadline_epoch_ms, 0), created_at, updated_at, (xmax = 0)`),
-		steps: r.Replace(`SELECT function_id, function_name, COALESCE(output, ''), COALESCE(error, ''), COALESCE(child_workflow_id, '')
-FROM {schema}.operation_outputs WHERE workflow_uuid = $1 ORDER BY function_id`),
-		record: r.Replace(`INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, output, error, child_workflow_id, created_at)
-VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), $7) ON CONFLICT (workflow_uuid, function_id) DO NOTHING`),
-		recorded: r.Replace(`SELECT function_name, COALESCE(output, ''), COALESCE(error, ''), COALESCE(child_workflow_id, '')
-FROM {schema}.operation_outputs WHERE workflow_uuid = $1 AND function_id = $2`),
-		finish: r.Replace(`UPDATE {schema}.workflow_status SET status = $2, output = NULLIF($3, ''), error = NULLIF($4, ''), updated_at = $5
-WHERE workflow_uuid = $1 AND status = 'PENDING'`),
-		workflow: r.Replace(`SELECT name, status, executor_id, application_version, application_id, COALESCE(inputs, ''),
-	COALESCE(output, ''), COALESCE(error, ''), COALESCE(parent_workflow_id, ''), recovery_attempts,
-	COALESCE(workflow_timeout_ms, 0), COALESCE(workflow_deadline_epoch_ms, 0), created_at, updated_at
-FROM {schema}.workflow_status WHERE workflow_uuid = $1`),
-		pending: r.Replace(`SELECT workflow_uuid, name, COALESCE(inputs, ''), recovery_attempts
-FROM {schema}.workflow_status WHERE status = 'PENDING' AND executor_id = $1 AND application_version = $2
-ORDER BY created_at`),
-		cancel: r.Replace(`WITH c AS (UPDATE {schema}.workflow_status SET status = 'CANCELLED', error = $2, updated_at = $3
-	WHERE workflow_uuid = $1 AND status = 'PENDING' RETURNING workflow_uuid)
-SELECT pg_notify('` + CancelChannel + `', workflow_uuid) FROM c`),
-		cancelled: r.Replace(`SELECT workflow_uuid FROM {schema}.workflow_status WHERE workflow_uuid = ANY($1) AND status = 'CANCELLED'`),
-	}}
-}
+// pgFinish records a workflow's outcome in one statement, only if it is
+// still PENDING (not cancelled, not finished by another execution).
+const pgFinish = `WITH u AS (
+	UPDATE {schema}.workflow_status SET status = $2, updated_at = $5, completed_at = $5, deduplication_id = NULL, owner_xid = NULL
+	WHERE workflow_uuid = $1 AND status = 'PENDING' RETURNING workflow_uuid
+)
+INSERT INTO {schema}.workflow_output (workflow_uuid, output, error)
+SELECT workflow_uuid, NULLIF($3, ''), NULLIF($4, '') FROM u
+ON CONFLICT (workflow_uuid) DO UPDATE SET output = EXCLUDED.output, error = EXCLUDED.error`
+
+// cancelTree names a workflow and all its descendants; the cancel statements
+// of both engines update those that have not finished, as DBOS's cancel does.
+const cancelTree = `WITH RECURSIVE tree(id) AS (
+	SELECT $1::TEXT
+	UNION SELECT c.workflow_uuid FROM {schema}.workflow_status c JOIN tree ON c.parent_workflow_id = tree.id
+)`
+
+const cancelSet = `UPDATE {schema}.workflow_status SET status = 'CANCELLED', updated_at = $2, completed_at = $2,
+	started_at_epoch_ms = NULL, queue_name = NULL, deduplication_id = NULL, owner_xid = NULL
+WHERE workflow_uuid IN (SELECT id FROM tree) AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')
+RETURNING workflow_uuid`
+
+const pgCancel = cancelTree + `, c AS (` + cancelSet + `)
+SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`
 
 // Pool is the underlying pool.
 func (p *Postgres) Pool() *pgxpool.Pool { return p.pool }
 
+// Schema is the unquoted schema name.
+func (p *Postgres) Schema() string { return p.rawSch }
+
 // Close closes the pool.
 func (p *Postgres) Close() { p.pool.Close() }
-
-// Migrate applies systemMigrations under an advisory lock.
-func (p *Postgres) Migrate(ctx context.Context) error {
-	return migratePostgres(ctx, p.pool, p.rawSch, "dbos_migrations", systemMigrations)
-}
-
-// pgBeginner is what migrations need: a pool or a single connection.
-type pgBeginner interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
-
-func migratePostgres(ctx context.Context, db pgBeginner, schema, table string, ms []migration) error {
-	sch := quoteIdent(schema)
-	tx, err := db.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
-	// One lock for all migrators of this schema, so concurrent launches queue.
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "dbosgen:"+schema+"."+table); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+sch); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+sch+`.`+quoteIdent(table)+` (version BIGINT NOT NULL)`); err != nil {
-		return err
-	}
-	var current int
-	if err := tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM `+sch+`.`+quoteIdent(table)).Scan(&current); err != nil {
-		return err
-	}
-	latest := ms[len(ms)-1].version
-	if current > latest {
-		return fmt.Errorf("%w: %s.%s is at version %d, this release knows up to %d; upgrade dbosgen", ErrSchemaTooNew, schema, table, current, latest)
-	}
-	for _, m := range ms {
-		if m.version <= current {
-			continue
-		}
-		if _, err := tx.Exec(ctx, strings.ReplaceAll(m.postgres, "{schema}", sch)); err != nil {
-			return fmt.Errorf("migration %d: %w", m.version, err)
-		}
-	}
-	if current < latest {
-		if _, err := tx.Exec(ctx, `DELETE FROM `+sch+`.`+quoteIdent(table)); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO `+sch+`.`+quoteIdent(table)+` (version) VALUES ($1)`, latest); err != nil {
-			return err
-		}
-	}
-	return tx.Commit(ctx)
-}
 
 func nowMS() int64 { return time.Now().UnixMilli() }
 
@@ -134,11 +115,23 @@ func nowMS() int64 { return time.Now().UnixMilli() }
 func (p *Postgres) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, error) {
 	r := ip.Row
 	res := InitResult{Row: WorkflowRow{ID: r.ID}}
-	w := &res.Row
-	err := p.pool.QueryRow(ctx, p.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, r.AppName, r.Inputs,
-		r.ParentID, r.TimeoutMS, r.DeadlineMS, nowMS(), ip.MaxRecoveryAttempts, ip.DeadLetterError).
-		Scan(&w.Name, &w.Status, &w.ExecutorID, &w.AppVersion, &w.AppName, &w.Inputs, &w.Output, &w.Error,
-			&w.ParentID, &w.RecoveryAttempts, &w.TimeoutMS, &w.DeadlineMS, &w.CreatedMS, &w.UpdatedMS, &res.Inserted)
+	row := p.pool.QueryRow(ctx, p.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, p.appName, r.ParentID,
+		r.TimeoutMS, r.DeadlineMS, nowMS(), uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, ip.DeadLetterError)
+	if err := scanWorkflow(row, &res.Row, &res.Inserted); err != nil || res.Inserted || res.Row.Inputs != "" {
+		return res, err
+	}
+	// The row was inserted by a transaction that committed while this
+	// statement ran: the upsert saw it, but the statement's snapshot does not
+	// show its inputs. Read the row again (only in that race).
+	// Only what the snapshot hid is taken from it: the status and attempt
+	// count the upsert returned are the latest, the re-read's may be later.
+	w, err := p.Workflow(ctx, r.ID)
+	if err == nil {
+		res.Row.Inputs = w.Inputs
+		if res.Row.Status != StatusPending {
+			res.Row.Output, res.Row.Error = w.Output, w.Error
+		}
+	}
 	return res, err
 }
 
@@ -152,7 +145,7 @@ func (p *Postgres) Steps(ctx context.Context, workflowID string) ([]StepRow, err
 	var out []StepRow
 	for rows.Next() {
 		s := StepRow{WorkflowID: workflowID}
-		if err := rows.Scan(&s.StepID, &s.Name, &s.Output, &s.Error, &s.ChildID); err != nil {
+		if err := scanStep(rows, &s); err != nil {
 			return nil, err
 		}
 		out = append(out, s)
@@ -162,31 +155,31 @@ func (p *Postgres) Steps(ctx context.Context, workflowID string) ([]StepRow, err
 
 // RecordStep implements Store.
 func (p *Postgres) RecordStep(ctx context.Context, s StepRow) (StepRow, bool, error) {
-	tag, err := p.pool.Exec(ctx, p.q.record, s.WorkflowID, s.StepID, s.Name, s.Output, s.Error, s.ChildID, nowMS())
+	tag, err := p.pool.Exec(ctx, p.q.recordStep, stepArgs(s, p.appName)...)
 	if err != nil {
 		return StepRow{}, false, err
 	}
 	if tag.RowsAffected() == 1 {
+		s.Serialization = FormatPortable
 		return s, true, nil
 	}
 	// Another execution of this workflow recorded this step first: its
 	// outcome is the one the workflow must see.
-	got := StepRow{WorkflowID: s.WorkflowID, StepID: s.StepID}
-	err = p.pool.QueryRow(ctx, p.q.recorded, s.WorkflowID, s.StepID).Scan(&got.Name, &got.Output, &got.Error, &got.ChildID)
+	got := StepRow{WorkflowID: s.WorkflowID}
+	err = scanStep(p.pool.QueryRow(ctx, p.q.recordedStep, s.WorkflowID, s.StepID), &got)
 	return got, false, err
 }
 
 // FinishWorkflow implements Store.
-func (p *Postgres) FinishWorkflow(ctx context.Context, id, status, output, errJSON string) (bool, error) {
-	tag, err := p.pool.Exec(ctx, p.q.finish, id, status, output, errJSON, nowMS())
+func (p *Postgres) FinishWorkflow(ctx context.Context, id, status, output, errText string) (bool, error) {
+	tag, err := p.pool.Exec(ctx, p.finish, id, status, output, errText, nowMS())
 	return tag.RowsAffected() == 1, err
 }
 
 // Workflow implements Store.
 func (p *Postgres) Workflow(ctx context.Context, id string) (WorkflowRow, error) {
 	w := WorkflowRow{ID: id}
-	err := p.pool.QueryRow(ctx, p.q.workflow, id).Scan(&w.Name, &w.Status, &w.ExecutorID, &w.AppVersion, &w.AppName,
-		&w.Inputs, &w.Output, &w.Error, &w.ParentID, &w.RecoveryAttempts, &w.TimeoutMS, &w.DeadlineMS, &w.CreatedMS, &w.UpdatedMS)
+	err := scanWorkflow(p.pool.QueryRow(ctx, p.q.workflow, id), &w)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return w, ErrNotFound
 	}
@@ -195,15 +188,15 @@ func (p *Postgres) Workflow(ctx context.Context, id string) (WorkflowRow, error)
 
 // Pending implements Store.
 func (p *Postgres) Pending(ctx context.Context, executorID, appVersion string) ([]WorkflowRow, error) {
-	rows, err := p.pool.Query(ctx, p.q.pending, executorID, appVersion)
+	rows, err := p.pool.Query(ctx, p.q.pending, executorID, appVersion, p.appName)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []WorkflowRow
 	for rows.Next() {
-		w := WorkflowRow{Status: StatusPending, ExecutorID: executorID, AppVersion: appVersion}
-		if err := rows.Scan(&w.ID, &w.Name, &w.Inputs, &w.RecoveryAttempts); err != nil {
+		var w WorkflowRow
+		if err := scanWorkflow(rows, &w, &w.ID); err != nil {
 			return nil, err
 		}
 		out = append(out, w)
@@ -211,15 +204,29 @@ func (p *Postgres) Pending(ctx context.Context, executorID, appVersion string) (
 	return out, rows.Err()
 }
 
+// PendingOtherVersions implements Store.
+func (p *Postgres) PendingOtherVersions(ctx context.Context, executorID, appVersion string) ([]VersionCount, error) {
+	rows, err := p.pool.Query(ctx, p.q.otherVersions, executorID, appVersion, p.appName)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return scanVersionCounts(rows)
+}
+
 // Cancel implements Store.
-func (p *Postgres) Cancel(ctx context.Context, id, errJSON string) (bool, error) {
-	tag, err := p.pool.Exec(ctx, p.q.cancel, id, errJSON, nowMS())
-	return tag.RowsAffected() == 1, err
+func (p *Postgres) Cancel(ctx context.Context, id string) (bool, error) {
+	rows, err := p.pool.Query(ctx, p.cancel, id, nowMS())
+	if err != nil {
+		return false, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return slices.Contains(ids, id), err
 }
 
 // Cancelled implements Store.
 func (p *Postgres) Cancelled(ctx context.Context, ids []string) ([]string, error) {
-	rows, err := p.pool.Query(ctx, p.q.cancelled, ids)
+	rows, err := p.pool.Query(ctx, p.cancelled, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -277,6 +284,9 @@ func (p *Postgres) listen(ctx context.Context, fn func(id string)) error {
 func IsTransient(err error) bool {
 	if err == nil {
 		return false
+	}
+	if errors.Is(err, ErrSchemaBusy) {
+		return true
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {

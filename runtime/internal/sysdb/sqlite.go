@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	_ "modernc.org/sqlite" // driver "sqlite": pure Go, no cgo
 )
 
@@ -65,9 +66,10 @@ import (
 // sql.TxOptions.Isolation; every SQLite transaction is SERIALIZABLE (one
 // writer at a time, readers on a WAL snapshot), so any requested level is met.
 type SQLite struct {
-	path string
-	w    *sql.DB // one connection, BEGIN IMMEDIATE: all writes
-	r    *sql.DB // query_only readers
+	path    string
+	appName string  // application_name of the rows this store writes
+	w       *sql.DB // one connection, BEGIN IMMEDIATE: all writes
+	r       *sql.DB // query_only readers
 }
 
 // busyTimeout bounds how long a connection waits for another process's write
@@ -79,7 +81,7 @@ const busyTimeout = 30 * time.Second
 const sqliteMaxVars = 999
 
 // OpenSQLite opens (creating it and its directory if needed) the SQLite file at
-// path. Call Migrate before using the store.
+// path, for the application appName. Call Migrate before using the store.
 //
 // Journal mode is WAL: readers and the writer do not block each other, and a
 // commit appends to the log instead of rewriting pages. synchronous is FULL:
@@ -89,7 +91,7 @@ const sqliteMaxVars = 999
 // fsyncs the WAL at every commit, so a recorded checkpoint is as durable as a
 // PostgreSQL commit with synchronous_commit=on. The cost is one fsync per
 // commit, which a per-step checkpoint pays on PostgreSQL too.
-func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
+func OpenSQLite(ctx context.Context, path, appName string) (*SQLite, error) {
 	if path == "" {
 		return nil, errors.New("sqlite: empty database path")
 	}
@@ -141,7 +143,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	return &SQLite{path: abs, w: w, r: r}, nil
+	return &SQLite{path: abs, appName: appName, w: w, r: r}, nil
 }
 
 // Path is the absolute path of the database file.
@@ -167,61 +169,93 @@ func (s *SQLite) Close() {
 	s.w.Close()
 }
 
-// Migrate applies systemMigrations, tracked in dbos_migrations, in one
-// BEGIN IMMEDIATE transaction: concurrent migrators (goroutines or
-// processes) queue on the write lock, and the second finds nothing to do.
-func (s *SQLite) Migrate(ctx context.Context) error {
-	return migrateSQLite(ctx, s.w, "dbos_migrations", s.path+": dbos_migrations", systemMigrations)
-}
+// sqliteStatements are the canonical queries rendered for SQLite, and the
+// statements only SQLite runs.
+var sqliteQ = buildQueries(dialect{sqlite: true})
 
-const sqliteInit = `INSERT INTO workflow_status AS w (workflow_uuid, status, name, executor_id,
-	application_version, application_id, inputs, parent_workflow_id, recovery_attempts,
-	workflow_timeout_ms, workflow_deadline_epoch_ms, created_at, updated_at)
-VALUES (?1, 'PENDING', ?2, ?3, ?4, ?5, ?6, NULLIF(?7, ''), 1, NULLIF(?8, 0), NULLIF(?9, 0), ?10, ?10)
+var (
+	sqliteInsertStatus = dialect{sqlite: true}.render(`INSERT INTO workflow_status AS w (workflow_uuid, status, name, executor_id,
+	application_version, application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms,
+	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
+VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10)
 ON CONFLICT (workflow_uuid) DO UPDATE SET
 	recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
-	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > ?11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
-	error = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > ?11 THEN ?12 ELSE w.error END,
+	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
 	executor_id = CASE WHEN w.status = 'PENDING' THEN excluded.executor_id ELSE w.executor_id END,
 	updated_at = CASE WHEN w.status = 'PENDING' THEN excluded.updated_at ELSE w.updated_at END
-RETURNING name, status, executor_id, application_version, application_id, COALESCE(inputs, ''),
-	COALESCE(output, ''), COALESCE(error, ''), COALESCE(parent_workflow_id, ''), recovery_attempts,
-	COALESCE(workflow_timeout_ms, 0), COALESCE(workflow_deadline_epoch_ms, 0), created_at, updated_at`
+RETURNING workflow_uuid`)
+	sqliteInsertInputs = `INSERT INTO workflow_input (workflow_uuid, inputs) VALUES (?1, ?2) ON CONFLICT (workflow_uuid) DO NOTHING`
+	sqliteDeadLetter   = `INSERT INTO workflow_output (workflow_uuid, error) VALUES (?1, ?2) ON CONFLICT (workflow_uuid) DO NOTHING`
+	sqliteFinish       = `UPDATE workflow_status SET status = ?2, updated_at = ?3, completed_at = ?3, deduplication_id = NULL, owner_xid = NULL
+WHERE workflow_uuid = ?1 AND status = 'PENDING'`
+	sqliteOutcome = `INSERT INTO workflow_output (workflow_uuid, output, error) VALUES (?1, NULLIF(?2, ''), NULLIF(?3, ''))
+ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excluded.error`
+	sqliteCancel = dialect{sqlite: true}.render(`UPDATE {schema}.workflow_status SET status = 'CANCELLED', updated_at = $2, completed_at = $2,
+	started_at_epoch_ms = NULL, queue_name = NULL, deduplication_id = NULL, owner_xid = NULL
+WHERE workflow_uuid IN (` + cancelTree + ` SELECT id FROM tree) AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')
+RETURNING workflow_uuid`)
+)
 
-// InitWorkflow implements Store with one INSERT … ON CONFLICT DO UPDATE …
-// RETURNING, the same statement as on PostgreSQL.
+// InitWorkflow implements Store in one short transaction on the write
+// connection: the status upsert, the inputs of a new workflow, the error of
+// one it dead-letters, then the row as it stands. (SQLite has no
+// data-modifying CTE; the statements cost no round trip.)
 //
-// SQLite has no xmax, so whether the row was inserted is read off the
-// returned row: a fresh row is PENDING with recovery_attempts = 1 and
-// created_at = this call's timestamp. An existing row cannot look like that:
-// the conflict branch leaves a non-PENDING row non-PENDING, and turns a
-// PENDING row's count n into n+1, which is 1 only when n = 0 — and no writer
-// creates a PENDING row with a count of 0 (InitWorkflow inserts 1). The
-// timestamp is a second guard, for PENDING rows with a count of 0 that
-// another tool might create: the conflict branch never writes created_at, so
-// such a row would also have to have been created in this very millisecond.
+// SQLite has no xmax, so whether the row was inserted is read off the row: a
+// fresh row is PENDING with recovery_attempts = 1 and created_at = this
+// call's timestamp. An existing row cannot look like that: the conflict
+// branch leaves a non-PENDING row non-PENDING, and turns a PENDING row's
+// count n into n+1, which is 1 only when n = 0 — and no writer creates a
+// PENDING row with a count of 0. The timestamp is a second guard: the
+// conflict branch never writes created_at.
 func (s *SQLite) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, error) {
 	r := ip.Row
 	now := nowMS()
 	res := InitResult{Row: WorkflowRow{ID: r.ID}}
-	w := &res.Row
-	err := s.w.QueryRowContext(ctx, sqliteInit, r.ID, r.Name, r.ExecutorID, r.AppVersion, r.AppName, r.Inputs,
-		r.ParentID, r.TimeoutMS, r.DeadlineMS, now, ip.MaxRecoveryAttempts, ip.DeadLetterError).
-		Scan(&w.Name, &w.Status, &w.ExecutorID, &w.AppVersion, &w.AppName, &w.Inputs, &w.Output, &w.Error,
-			&w.ParentID, &w.RecoveryAttempts, &w.TimeoutMS, &w.DeadlineMS, &w.CreatedMS, &w.UpdatedMS)
-	if err != nil {
-		return res, err
-	}
-	res.Inserted = w.Status == StatusPending && w.RecoveryAttempts == 1 && w.CreatedMS == now
-	return res, nil
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		var id string
+		if err := tx.QueryRowContext(ctx, sqliteInsertStatus, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
+			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts).Scan(&id); err != nil {
+			return err
+		}
+		if err := scanWorkflow(tx.QueryRowContext(ctx, sqliteQ.workflow, r.ID), &res.Row); err != nil {
+			return err
+		}
+		w := &res.Row
+		res.Inserted = w.Status == StatusPending && w.RecoveryAttempts == 1 && w.CreatedMS == now && w.Inputs == ""
+		if res.Inserted {
+			w.Inputs = r.Inputs
+			if _, err := tx.ExecContext(ctx, sqliteInsertInputs, r.ID, r.Inputs); err != nil {
+				return err
+			}
+		}
+		if w.Status == StatusDeadLetter && w.Error == "" && ip.DeadLetterError != "" {
+			w.Error = ip.DeadLetterError
+			if _, err := tx.ExecContext(ctx, sqliteDeadLetter, r.ID, ip.DeadLetterError); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return res, err
 }
 
-const sqliteSteps = `SELECT function_id, function_name, COALESCE(output, ''), COALESCE(error, ''), COALESCE(child_workflow_id, '')
-FROM operation_outputs WHERE workflow_uuid = ? ORDER BY function_id`
+// writeTx runs fn in a transaction on the write connection.
+func (s *SQLite) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
 
 // Steps implements Store.
 func (s *SQLite) Steps(ctx context.Context, workflowID string) ([]StepRow, error) {
-	rows, err := s.r.QueryContext(ctx, sqliteSteps, workflowID)
+	rows, err := s.r.QueryContext(ctx, sqliteQ.steps, workflowID)
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +263,7 @@ func (s *SQLite) Steps(ctx context.Context, workflowID string) ([]StepRow, error
 	var out []StepRow
 	for rows.Next() {
 		st := StepRow{WorkflowID: workflowID}
-		if err := rows.Scan(&st.StepID, &st.Name, &st.Output, &st.Error, &st.ChildID); err != nil {
+		if err := scanStep(rows, &st); err != nil {
 			return nil, err
 		}
 		out = append(out, st)
@@ -237,17 +271,10 @@ func (s *SQLite) Steps(ctx context.Context, workflowID string) ([]StepRow, error
 	return out, rows.Err()
 }
 
-const (
-	sqliteRecord = `INSERT INTO operation_outputs (workflow_uuid, function_id, function_name, output, error, child_workflow_id, created_at)
-VALUES (?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), NULLIF(?, ''), ?) ON CONFLICT (workflow_uuid, function_id) DO NOTHING`
-	sqliteRecorded = `SELECT function_name, COALESCE(output, ''), COALESCE(error, ''), COALESCE(child_workflow_id, '')
-FROM operation_outputs WHERE workflow_uuid = ? AND function_id = ?`
-)
-
 // RecordStep implements Store: one INSERT; only when another execution
 // recorded the step first, a second query reads that outcome.
 func (s *SQLite) RecordStep(ctx context.Context, st StepRow) (StepRow, bool, error) {
-	res, err := s.w.ExecContext(ctx, sqliteRecord, st.WorkflowID, st.StepID, st.Name, st.Output, st.Error, st.ChildID, nowMS())
+	res, err := s.w.ExecContext(ctx, sqliteQ.recordStep, stepArgs(st, s.appName)...)
 	if err != nil {
 		return StepRow{}, false, err
 	}
@@ -256,54 +283,67 @@ func (s *SQLite) RecordStep(ctx context.Context, st StepRow) (StepRow, bool, err
 		return StepRow{}, false, err
 	}
 	if n == 1 {
+		st.Serialization = FormatPortable
 		return st, true, nil
 	}
-	got := StepRow{WorkflowID: st.WorkflowID, StepID: st.StepID}
+	got := StepRow{WorkflowID: st.WorkflowID}
 	// The conflicting row is committed (the INSERT saw it), so any snapshot
 	// taken from now on sees it: the read pool is fine.
-	err = s.r.QueryRowContext(ctx, sqliteRecorded, st.WorkflowID, st.StepID).Scan(&got.Name, &got.Output, &got.Error, &got.ChildID)
+	err = scanStep(s.r.QueryRowContext(ctx, sqliteQ.recordedStep, st.WorkflowID, st.StepID), &got)
 	return got, false, err
 }
 
-const sqliteFinish = `UPDATE workflow_status SET status = ?2, output = NULLIF(?3, ''), error = NULLIF(?4, ''), updated_at = ?5
-WHERE workflow_uuid = ?1 AND status = 'PENDING'`
-
-// FinishWorkflow implements Store.
-func (s *SQLite) FinishWorkflow(ctx context.Context, id, status, output, errJSON string) (bool, error) {
-	return s.execOne(ctx, sqliteFinish, id, status, output, errJSON, nowMS())
+// FinishWorkflow implements Store: the status update and, if it applied,
+// the outcome, in one transaction.
+func (s *SQLite) FinishWorkflow(ctx context.Context, id, status, output, errText string) (bool, error) {
+	var done bool
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, sqliteFinish, id, status, nowMS())
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil || n != 1 {
+			return err
+		}
+		done = true
+		_, err = tx.ExecContext(ctx, sqliteOutcome, id, output, errText)
+		return err
+	})
+	return done, err
 }
-
-const sqliteWorkflow = `SELECT name, status, executor_id, application_version, application_id, COALESCE(inputs, ''),
-	COALESCE(output, ''), COALESCE(error, ''), COALESCE(parent_workflow_id, ''), recovery_attempts,
-	COALESCE(workflow_timeout_ms, 0), COALESCE(workflow_deadline_epoch_ms, 0), created_at, updated_at
-FROM workflow_status WHERE workflow_uuid = ?`
 
 // Workflow implements Store.
 func (s *SQLite) Workflow(ctx context.Context, id string) (WorkflowRow, error) {
 	w := WorkflowRow{ID: id}
-	err := s.r.QueryRowContext(ctx, sqliteWorkflow, id).Scan(&w.Name, &w.Status, &w.ExecutorID, &w.AppVersion, &w.AppName,
-		&w.Inputs, &w.Output, &w.Error, &w.ParentID, &w.RecoveryAttempts, &w.TimeoutMS, &w.DeadlineMS, &w.CreatedMS, &w.UpdatedMS)
+	err := scanWorkflow(s.r.QueryRowContext(ctx, sqliteQ.workflow, id), &w)
 	if errors.Is(err, sql.ErrNoRows) {
 		return w, ErrNotFound
 	}
 	return w, err
 }
 
-const sqlitePending = `SELECT workflow_uuid, name, COALESCE(inputs, ''), recovery_attempts
-FROM workflow_status WHERE status = 'PENDING' AND executor_id = ? AND application_version = ?
-ORDER BY created_at`
+// PendingOtherVersions implements Store.
+func (s *SQLite) PendingOtherVersions(ctx context.Context, executorID, appVersion string) ([]VersionCount, error) {
+	rows, err := s.r.QueryContext(ctx, sqliteQ.otherVersions, executorID, appVersion, s.appName)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	return scanVersionCounts(rows)
+}
 
 // Pending implements Store.
 func (s *SQLite) Pending(ctx context.Context, executorID, appVersion string) ([]WorkflowRow, error) {
-	rows, err := s.r.QueryContext(ctx, sqlitePending, executorID, appVersion)
+	rows, err := s.r.QueryContext(ctx, sqliteQ.pending, executorID, appVersion, s.appName)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []WorkflowRow
 	for rows.Next() {
-		w := WorkflowRow{Status: StatusPending, ExecutorID: executorID, AppVersion: appVersion}
-		if err := rows.Scan(&w.ID, &w.Name, &w.Inputs, &w.RecoveryAttempts); err != nil {
+		var w WorkflowRow
+		if err := scanWorkflow(rows, &w, &w.ID); err != nil {
 			return nil, err
 		}
 		out = append(out, w)
@@ -311,13 +351,23 @@ func (s *SQLite) Pending(ctx context.Context, executorID, appVersion string) ([]
 	return out, rows.Err()
 }
 
-const sqliteCancel = `UPDATE workflow_status SET status = 'CANCELLED', error = ?2, updated_at = ?3
-WHERE workflow_uuid = ?1 AND status = 'PENDING'`
-
 // Cancel implements Store with one UPDATE. SQLite has no NOTIFY: running
 // workflows learn of it by polling Cancelled (see WatchCancellations).
-func (s *SQLite) Cancel(ctx context.Context, id, errJSON string) (bool, error) {
-	return s.execOne(ctx, sqliteCancel, id, errJSON, nowMS())
+func (s *SQLite) Cancel(ctx context.Context, id string) (bool, error) {
+	rows, err := s.w.QueryContext(ctx, sqliteCancel, id, nowMS())
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	found := false
+	for rows.Next() {
+		var got string
+		if err := rows.Scan(&got); err != nil {
+			return false, err
+		}
+		found = found || got == id
+	}
+	return found, rows.Err()
 }
 
 // Cancelled implements Store: one query with a parameterised IN list (split
@@ -360,15 +410,6 @@ func (s *SQLite) Cancelled(ctx context.Context, ids []string) ([]string, error) 
 // read pool that never waits for the writer).
 func (s *SQLite) WatchCancellations(ctx context.Context, fn func(id string)) bool {
 	return false
-}
-
-func (s *SQLite) execOne(ctx context.Context, q string, args ...any) (bool, error) {
-	res, err := s.w.ExecContext(ctx, q, args...)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
 }
 
 var _ Store = (*SQLite)(nil)

@@ -11,11 +11,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx" for MigratePostgresApp callers
 )
 
-// This file runs the migration lists through database/sql, for SQLite (the
-// system store and application databases) and for PostgreSQL application
-// databases reached through sqlx/database/sql. The PostgreSQL system store
-// migrates through pgx in postgres.go with the same algorithm; both engines
-// take their DDL from the same list in migrations.go.
+// This file runs dbosgen's own migration list (migrations.go) through
+// database/sql, on application databases of either engine.
 
 // sqlRunner is what a migration needs from a *sql.Tx or a *sql.Conn.
 type sqlRunner interface {
@@ -63,11 +60,11 @@ func applyMigrations(ctx context.Context, tx sqlRunner, d migrationDialect, ms [
 	return err
 }
 
-// MigrateSQLiteApp creates or upgrades dbosgen's tables (transaction_outputs)
-// in an application database on SQLite, tracked in dbos_app_migrations. Safe
-// when several goroutines or processes migrate at once.
+// MigrateSQLiteApp creates or upgrades dbosgen's table (appTable) in an
+// application database on SQLite, tracked in appVersionTable. Safe when
+// several goroutines or processes migrate at once.
 func MigrateSQLiteApp(ctx context.Context, db *sql.DB) error {
-	return migrateSQLite(ctx, db, "dbos_app_migrations", "dbos_app_migrations", appMigrations)
+	return migrateSQLite(ctx, db, appVersionTable, appVersionTable, appMigrations)
 }
 
 // migrateSQLite applies ms in one BEGIN IMMEDIATE transaction on one
@@ -116,14 +113,14 @@ func migrateSQLite(ctx context.Context, db *sql.DB, table, display string, ms []
 
 // MigratePostgresApp creates or upgrades dbosgen's tables in a PostgreSQL
 // application database reached through database/sql (driver "pgx"), in
-// schema (created if missing), tracked in schema.dbos_app_migrations. Like the
-// system migration it runs in one transaction under an advisory lock, so
-// concurrent launches queue and the later ones find nothing to do.
+// schema (created if missing), tracked in schema.appVersionTable, in one
+// transaction under an advisory lock, so concurrent launches queue and the
+// later ones find nothing to do.
 func MigratePostgresApp(ctx context.Context, db *sql.DB, schema string) (err error) {
 	if schema == "" {
 		return errors.New("postgres app migration: empty schema name")
 	}
-	const table = "dbos_app_migrations"
+	const table = appVersionTable
 	sch := quoteIdent(schema)
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -136,7 +133,6 @@ func MigratePostgresApp(ctx context.Context, db *sql.DB, schema string) (err err
 		}
 		err = tx.Commit()
 	}()
-	// Same lock key as migratePostgres uses for a (schema, table) pair.
 	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext($1))`, "dbosgen:"+schema+"."+table); err != nil {
 		return err
 	}

@@ -23,7 +23,7 @@ const childEnv = "DBOSGEN_SYSDB_SQLITE_CHILD"
 
 func openSQLiteT(t *testing.T, path string) *SQLite {
 	t.Helper()
-	s, err := OpenSQLite(context.Background(), path)
+	s, err := OpenSQLite(context.Background(), path, "app")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,12 +42,12 @@ func TestSQLiteChild(t *testing.T) {
 	}
 	args := strings.Fields(spec)
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, args[1])
+	s, err := OpenSQLite(ctx, args[1], "app")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	if err := s.Migrate(ctx); err != nil {
+	if _, err := s.Migrate(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -125,7 +125,7 @@ func TestSQLiteMultiProcess(t *testing.T) {
 		cmds, outs = append(cmds, cmd), append(outs, out)
 	}
 	s := openSQLiteT(t, path)
-	if err := s.Migrate(context.Background()); err != nil {
+	if _, err := s.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := workload(context.Background(), s, "parent", 8, 50); err != nil {
@@ -207,7 +207,7 @@ func TestSQLiteTransactionContract(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "tx.sqlite")
 	a := openSQLiteT(t, path)
 	b := openSQLiteT(t, path)
-	if err := a.Migrate(ctx); err != nil {
+	if _, err := a.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := MigrateSQLiteApp(ctx, a.DB()); err != nil {
@@ -244,7 +244,7 @@ func TestSQLiteTransactionContract(t *testing.T) {
 	if _, err := a.ReadDB().ExecContext(ctx, `DELETE FROM operation_outputs`); err == nil {
 		t.Fatal("a write on the read pool succeeded; it must fail")
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO transaction_outputs (workflow_uuid, function_id, function_name, output, created_at) VALUES ('wf', 0, 'tx', '1', 1)`); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO dbosgen_transaction_outputs (workflow_uuid, function_id, function_name, output, created_at) VALUES ('wf', 0, 'tx', '1', 1)`); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -261,8 +261,8 @@ func TestSQLiteTransactionContract(t *testing.T) {
 		}
 	}
 	var n int
-	if err := b.ReadDB().QueryRowContext(ctx, `SELECT COUNT(*) FROM transaction_outputs`).Scan(&n); err != nil || n != 1 {
-		t.Errorf("transaction_outputs: %d, %v", n, err)
+	if err := b.ReadDB().QueryRowContext(ctx, `SELECT COUNT(*) FROM dbosgen_transaction_outputs`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("dbosgen_transaction_outputs: %d, %v", n, err)
 	}
 }
 
@@ -270,7 +270,7 @@ func TestSQLiteTransactionContract(t *testing.T) {
 func TestSQLiteOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "a dir?x=1#frag", "my%20db.sqlite")
 	s := openSQLiteT(t, path)
-	if err := s.Migrate(context.Background()); err != nil {
+	if _, err := s.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(path); err != nil {
@@ -289,7 +289,7 @@ func TestSQLiteOpen(t *testing.T) {
 			t.Errorf("busy_timeout = %d, %v", busy, err)
 		}
 	}
-	if _, err := OpenSQLite(context.Background(), ""); err == nil {
+	if _, err := OpenSQLite(context.Background(), "", "app"); err == nil {
 		t.Error("OpenSQLite(\"\") succeeded")
 	}
 }
@@ -298,12 +298,12 @@ func TestSQLiteOpen(t *testing.T) {
 // INSERT on the same file, in the same run.
 func BenchmarkSQLiteRecordStep(b *testing.B) {
 	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), "bench.sqlite"))
+	s, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), "bench.sqlite"), "app")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.Migrate(ctx); err != nil {
+	if _, err := s.Migrate(ctx); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := s.DB().Exec(`CREATE TABLE raw (k TEXT NOT NULL, n INTEGER NOT NULL, v TEXT, PRIMARY KEY (k, n))`); err != nil {

@@ -69,7 +69,7 @@ func newPostgresTarget(t *testing.T) *target {
 	return &target{
 		engine: "postgres",
 		open: func(t *testing.T) Store {
-			return NewPostgres(pool(t), "dbos")
+			return NewPostgres(pool(t), "dbos", "app")
 		},
 		exec: func(t *testing.T, q string) {
 			rawOnce.Do(func() { raw = pool(t) })
@@ -92,7 +92,7 @@ func newSQLiteTarget(t *testing.T) *target {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "sub", "dir", "sys.sqlite")
 	open := func(t *testing.T) *SQLite {
-		s, err := OpenSQLite(context.Background(), path)
+		s, err := OpenSQLite(context.Background(), path, "app")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func newSQLiteTarget(t *testing.T) *target {
 func (tg *target) migrated(t *testing.T) Store {
 	t.Helper()
 	s := tg.open(t)
-	if err := s.Migrate(context.Background()); err != nil {
+	if _, err := s.Migrate(context.Background()); err != nil {
 		t.Fatalf("migrate: %v", err)
 	}
 	return s
@@ -151,7 +151,7 @@ func TestMigrate(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, tg *target) {
 		ctx := context.Background()
 		s := tg.migrated(t)
-		if err := s.Migrate(ctx); err != nil {
+		if _, err := s.Migrate(ctx); err != nil {
 			t.Fatalf("second migrate: %v", err)
 		}
 		// Concurrently: several goroutines on one store, and several stores
@@ -163,7 +163,7 @@ func TestMigrate(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make(chan error, len(stores))
 		for _, st := range stores {
-			wg.Go(func() { errs <- st.Migrate(ctx) })
+			wg.Go(func() { _, err := st.Migrate(ctx); errs <- err })
 		}
 		wg.Wait()
 		close(errs)
@@ -188,7 +188,7 @@ func TestMigrateConcurrentFresh(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make(chan error, len(stores))
 		for _, st := range stores {
-			wg.Go(func() { errs <- st.Migrate(ctx) })
+			wg.Go(func() { _, err := st.Migrate(ctx); errs <- err })
 		}
 		wg.Wait()
 		close(errs)
@@ -203,19 +203,54 @@ func TestMigrateConcurrentFresh(t *testing.T) {
 	})
 }
 
-func TestSchemaTooNew(t *testing.T) {
+func TestSchemaNewerAccepted(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, tg *target) {
 		tg.migrated(t)
-		next := LatestSystemVersion() + 1
-		tg.exec(t, fmt.Sprintf(`UPDATE {schema}dbos_migrations SET version = %d`, next))
-		err := tg.open(t).Migrate(context.Background())
-		if !errors.Is(err, ErrSchemaTooNew) {
-			t.Fatalf("Migrate = %v, want ErrSchemaTooNew", err)
+		tg.exec(t, fmt.Sprintf(`UPDATE {schema}dbos_migrations SET version = %d`, SchemaVersion+7))
+		s := tg.open(t)
+		res, err := s.Migrate(context.Background())
+		if err != nil || res.Created || !res.Newer() || res.Version != SchemaVersion+7 {
+			t.Fatalf("Migrate = %+v, %v; want the newer version accepted", res, err)
 		}
-		for _, v := range []int{next, LatestSystemVersion()} {
-			if !strings.Contains(err.Error(), strconv.Itoa(v)) {
-				t.Errorf("error %q does not name version %d", err, v)
-			}
+		if r := mustInit(t, s, initParams("wf")); !r.Inserted {
+			t.Fatal("schema not usable")
+		}
+	})
+}
+
+func TestSchemaOlderRefused(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		tg.migrated(t)
+		tg.exec(t, `UPDATE {schema}dbos_migrations SET version = 100`)
+		_, err := tg.open(t).Migrate(context.Background())
+		if !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), "100") || !strings.Contains(err.Error(), "migrate") {
+			t.Fatalf("Migrate = %v, want ErrOldSchema naming version 100 and how to migrate", err)
+		}
+	})
+}
+
+// TestSchemaOfEarlierDbosgenRefused: the first dbosgen build made its own
+// tables under DBOS's names, with version 1 in dbos_migrations. Such a
+// database is refused, untouched, with a message that says what it is.
+func TestSchemaOfEarlierDbosgenRefused(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		prefix := ""
+		if tg.engine == "postgres" {
+			tg.exec(t, `CREATE SCHEMA dbos`)
+			prefix = "dbos."
+		}
+		tg.exec(t, `CREATE TABLE {schema}workflow_status (workflow_uuid TEXT PRIMARY KEY, status TEXT NOT NULL, name TEXT NOT NULL,
+	executor_id TEXT NOT NULL, application_version TEXT NOT NULL, inputs TEXT, output TEXT, error TEXT, created_at BIGINT NOT NULL)`)
+		tg.exec(t, `CREATE TABLE {schema}dbos_migrations (version BIGINT NOT NULL)`)
+		tg.exec(t, `INSERT INTO {schema}dbos_migrations (version) VALUES (1)`)
+		_, err := tg.open(t).Migrate(context.Background())
+		if !errors.Is(err, ErrOldSchema) || !strings.Contains(err.Error(), "earlier dbosgen build") {
+			t.Fatalf("Migrate = %v, want ErrOldSchema saying an earlier dbosgen build made it", err)
+		}
+		var n int
+		err = tg.sqlDB(t).QueryRow(`SELECT COUNT(*) FROM ` + prefix + `dbos_migrations WHERE version = 1`).Scan(&n)
+		if err != nil || n != 1 {
+			t.Fatal("the refused database was modified")
 		}
 	})
 }
@@ -237,6 +272,7 @@ func TestInitWorkflowInsert(t *testing.T) {
 		want := p.Row
 		want.Status = StatusPending
 		want.RecoveryAttempts = 1
+		want.Serialization = FormatPortable
 		want.CreatedMS, want.UpdatedMS = w.CreatedMS, w.UpdatedMS
 		if w != want {
 			t.Errorf("row = %+v\nwant  %+v", w, want)
@@ -316,7 +352,7 @@ func TestInitWorkflowExisting(t *testing.T) {
 
 		t.Run("CANCELLED", func(t *testing.T) {
 			mustInit(t, s, initParams("c"))
-			if ok, err := s.Cancel(ctx, "c", `{"message":"cancelled"}`); err != nil || !ok {
+			if ok, err := s.Cancel(ctx, "c"); err != nil || !ok {
 				t.Fatalf("Cancel = %v, %v", ok, err)
 			}
 			before, _ := s.Workflow(ctx, "c")
@@ -403,10 +439,13 @@ func TestRecordStepAndSteps(t *testing.T) {
 		s := tg.migrated(t)
 		mustInit(t, s, initParams("wf"))
 		rows := []StepRow{
-			{WorkflowID: "wf", StepID: 2, Name: "b", Error: `{"message":"e"}`},
-			{WorkflowID: "wf", StepID: 0, Name: "a", Output: `1`},
-			{WorkflowID: "wf", StepID: 1, Name: "child", Output: `"r"`, ChildID: "wf-1"},
-			{WorkflowID: "wf", StepID: 10, Name: "z"}, // neither output nor error (a nil result)
+			{WorkflowID: "wf", StepID: 2, Name: "b", Error: `{"message":"e"}`, StartedMS: 5, CompletedMS: 7},
+			{WorkflowID: "wf", StepID: 0, Name: "a", Output: `1`, CompletedMS: 9},
+			{WorkflowID: "wf", StepID: 1, Name: "child", Output: `"r"`, ChildID: "wf-1", CompletedMS: 10},
+			{WorkflowID: "wf", StepID: 10, Name: "z", CompletedMS: 11}, // neither output nor error (a nil result)
+		}
+		for i := range rows {
+			rows[i].Serialization = FormatPortable
 		}
 		for _, r := range rows {
 			got, rec, err := s.RecordStep(ctx, r)
@@ -509,17 +548,16 @@ func TestCancel(t *testing.T) {
 		if _, err := s.FinishWorkflow(ctx, "done", StatusSuccess, `1`, ""); err != nil {
 			t.Fatal(err)
 		}
-		const cerr = `{"message":"cancelled"}`
 		for _, tc := range []struct {
 			id   string
 			want bool
 		}{{"c1", true}, {"c2", true}, {"c1", false}, {"done", false}, {"unknown", false}} {
-			if ok, err := s.Cancel(ctx, tc.id, cerr); err != nil || ok != tc.want {
+			if ok, err := s.Cancel(ctx, tc.id); err != nil || ok != tc.want {
 				t.Errorf("Cancel(%s) = %v, %v; want %v", tc.id, ok, err, tc.want)
 			}
 		}
 		w, _ := s.Workflow(ctx, "c1")
-		if w.Status != StatusCancelled || w.Error != cerr {
+		if w.Status != StatusCancelled || w.Error != "" {
 			t.Errorf("cancelled row %+v", w)
 		}
 		if ok, _ := s.FinishWorkflow(ctx, "c1", StatusSuccess, `1`, ""); ok {
@@ -570,7 +608,7 @@ func TestWatchCancellations(t *testing.T) {
 		for i := 0; ; i++ {
 			id := fmt.Sprintf("w%d", i)
 			mustInit(t, s, initParams(id))
-			if ok, err := s.Cancel(context.Background(), id, `{}`); err != nil || !ok {
+			if ok, err := s.Cancel(context.Background(), id); err != nil || !ok {
 				t.Fatalf("Cancel = %v, %v", ok, err)
 			}
 			cancelled[id] = true
@@ -669,10 +707,10 @@ func TestAppMigrations(t *testing.T) {
 		if err := migrate(dbs[0]); err != nil {
 			t.Fatalf("app migrate again: %v", err)
 		}
-		tbl, vt, ins := "transaction_outputs", "dbos_app_migrations", `INSERT INTO transaction_outputs (workflow_uuid, function_id, function_name, created_at) VALUES ('w', 0, 'f', 1)`
+		tbl, vt, ins := "dbosgen_transaction_outputs", "dbosgen_app_migrations", `INSERT INTO dbosgen_transaction_outputs (workflow_uuid, function_id, function_name, created_at) VALUES ('w', 0, 'f', 1)`
 		if tg.engine == "postgres" {
 			tbl, vt = "app."+tbl, "app."+vt
-			ins = strings.Replace(ins, "transaction_outputs", tbl, 1)
+			ins = strings.Replace(ins, "dbosgen_transaction_outputs", tbl, 1)
 		}
 		if _, err := dbs[1].ExecContext(ctx, ins); err != nil {
 			t.Fatalf("%s not usable: %v", tbl, err)
@@ -687,6 +725,61 @@ func TestAppMigrations(t *testing.T) {
 		err := migrate(dbs[3])
 		if !errors.Is(err, ErrSchemaTooNew) || !strings.Contains(err.Error(), "77") {
 			t.Fatalf("app migrate on a newer schema = %v", err)
+		}
+	})
+}
+
+// Cancelling a workflow cancels its PENDING descendants at any depth, in
+// one statement, through finished ones, and nothing outside its tree.
+func TestCancelCascades(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		for _, w := range []struct{ id, parent string }{
+			{"root", ""}, {"child", "root"}, {"done-child", "root"}, {"grandchild", "done-child"},
+			{"great", "grandchild"}, {"stranger", ""}, {"strangers-child", "stranger"},
+		} {
+			p := initParams(w.id)
+			p.Row.ParentID = w.parent
+			mustInit(t, s, p)
+		}
+		if _, err := s.FinishWorkflow(ctx, "done-child", StatusSuccess, `1`, ""); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := s.Cancel(ctx, "root"); err != nil || !ok {
+			t.Fatalf("Cancel(root) = %v, %v", ok, err)
+		}
+		want := map[string]string{"root": StatusCancelled, "child": StatusCancelled, "done-child": StatusSuccess,
+			"grandchild": StatusCancelled, "great": StatusCancelled, "stranger": StatusPending, "strangers-child": StatusPending}
+		for id, st := range want {
+			if w, err := s.Workflow(ctx, id); err != nil || w.Status != st {
+				t.Errorf("%s: status %q, %v; want %s", id, w.Status, err, st)
+			}
+		}
+		if ok, err := s.Cancel(ctx, "root"); err != nil || ok {
+			t.Errorf("second Cancel(root) = %v, %v; want false", ok, err)
+		}
+	})
+}
+
+func TestPendingOtherVersions(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		for _, w := range []struct{ id, exec, ver string }{
+			{"a", "exec-a", "v1"}, {"b", "exec-a", "v0"}, {"c", "exec-a", "v0"}, {"d", "exec-a", "v2"},
+			{"e", "exec-b", "v0"}, {"done", "exec-a", "v0"},
+		} {
+			p := initParams(w.id)
+			p.Row.ExecutorID, p.Row.AppVersion = w.exec, w.ver
+			mustInit(t, s, p)
+		}
+		if _, err := s.FinishWorkflow(ctx, "done", StatusSuccess, `1`, ""); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.PendingOtherVersions(ctx, "exec-a", "v1")
+		if err != nil || !slices.Equal(got, []VersionCount{{"v0", 2}, {"v2", 1}}) {
+			t.Errorf("PendingOtherVersions = %v, %v; want [{v0 2} {v2 1}]", got, err)
 		}
 	})
 }

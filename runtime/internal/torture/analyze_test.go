@@ -50,8 +50,9 @@ func (d *driver) analyze() {
 	defer cancel()
 
 	workflows := map[string]wsRow{}
-	rows, err := d.pool.Query(ctx, `SELECT workflow_uuid, name, status, COALESCE(output, ''), COALESCE(error, ''),
-		COALESCE(parent_workflow_id, ''), executor_id, recovery_attempts FROM dbos.workflow_status`)
+	rows, err := d.pool.Query(ctx, `SELECT s.workflow_uuid, s.name, s.status, COALESCE(o.output, ''), COALESCE(o.error, ''),
+		COALESCE(s.parent_workflow_id, ''), s.executor_id, s.recovery_attempts
+		FROM dbos.workflow_status s LEFT JOIN dbos.workflow_output o USING (workflow_uuid)`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func (d *driver) analyze() {
 	}
 	var steps []stepRow
 	rows, err = d.pool.Query(ctx, `SELECT workflow_uuid, function_id, function_name, COALESCE(output, ''), COALESCE(error, ''),
-		COALESCE(child_workflow_id, ''), created_at FROM dbos.operation_outputs`)
+		COALESCE(child_workflow_id, ''), completed_at_epoch_ms FROM dbos.operation_outputs`)
 	if err != nil {
 		t.Fatal(err)
 	}

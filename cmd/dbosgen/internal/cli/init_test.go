@@ -2,9 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +123,7 @@ func TestInitRefusesNonEmptyDir(t *testing.T) {
 }
 
 func TestInitFilesOnly(t *testing.T) {
+	stubSource(t, source{version: "v1.2.3"}) // a release: no clone to replace with
 	dir := filepath.Join(t.TempDir(), "My App")
 	if code, _, errs := run(t, "init", "-no-go", dir); code != exitError || !strings.Contains(errs, "bad module path") {
 		t.Fatalf("init with a directory name that is no module path: exit %d, stderr %q", code, errs)
@@ -137,7 +141,7 @@ func TestInitFilesOnly(t *testing.T) {
 	}
 	gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
 	if strings.Contains(string(gomod), "replace") {
-		t.Errorf("go.mod has a replace directive without -replace:\n%s", gomod)
+		t.Errorf("go.mod of a release's scaffold has a replace directive:\n%s", gomod)
 	}
 }
 
@@ -150,5 +154,166 @@ func TestInitUsage(t *testing.T) {
 	}
 	if _, _, errs := run(t, "-h"); !strings.Contains(errs, "init [flags] [dir]") {
 		t.Fatalf("dbosgen -h does not list init:\n%s", errs)
+	}
+}
+
+// stubSource makes init believe it is the given dbosgen build.
+func stubSource(t *testing.T, s source) {
+	t.Helper()
+	saved := selfSource
+	selfSource = func() source { return s }
+	t.Cleanup(func() { selfSource = saved })
+}
+
+// stubGo replaces the go command: fail says which invocation fails.
+func stubGo(t *testing.T, fail func(args []string) bool) *[]string {
+	t.Helper()
+	var calls []string
+	saved := goCommand
+	goCommand = func(dir string, args ...string) ([]byte, error) {
+		calls = append(calls, strings.Join(args, " "))
+		if fail(args) {
+			return []byte("go: simulated failure\n"), errors.New("exit status 1")
+		}
+		return nil, nil
+	}
+	t.Cleanup(func() { goCommand = saved })
+	return &calls
+}
+
+// A development build of dbosgen (as these tests are, and as go run
+// ./cmd/dbosgen in a clone is) makes the new module use its clone: no
+// -replace needed.
+func TestInitUsesTheCloneItRunsFrom(t *testing.T) {
+	root := repoRoot(t)
+	dir := filepath.Join(t.TempDir(), "hello")
+	code, out, errs := run(t, "init", "-no-go", "-module", "example.com/hello", dir)
+	if code != exitOK {
+		t.Fatalf("init: exit %d: %s", code, errs)
+	}
+	if !strings.Contains(out, "using the dbosgen clone at "+root) {
+		t.Errorf("init does not say which clone it uses:\n%s", out)
+	}
+	gomod, _ := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if want := "replace github.com/dbosgen/dbosgen => " + filepath.ToSlash(root) + "\n"; !strings.Contains(string(gomod), want) {
+		t.Errorf("go.mod does not replace dbosgen with the clone %s:\n%s", root, gomod)
+	}
+}
+
+// A dbosgen that cannot be downloaded (not published yet) is found out
+// before anything is written, so running init again, with -replace, works.
+func TestInitUnavailableReleaseWritesNothing(t *testing.T) {
+	stubSource(t, source{version: "latest"})
+	calls := stubGo(t, func(args []string) bool { return args[0] == "mod" && args[1] == "download" })
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "hello")
+	code, out, errs := run(t, "init", "-module", "example.com/hello", dir)
+	if code != exitError || !strings.Contains(errs, "cannot download github.com/dbosgen/dbosgen@latest, so nothing was written") ||
+		!strings.Contains(errs, "-replace") {
+		t.Fatalf("init with an unavailable release: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if strings.Contains(out, "wrote") {
+		t.Errorf("init reports writing files:\n%s", out)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("init created %s before failing (stat: %v)", dir, err)
+	}
+	if got := strings.Join(*calls, "; "); got != "mod download -json github.com/dbosgen/dbosgen@latest" {
+		t.Errorf("go commands run: %s", got)
+	}
+	if code, _, errs := run(t, "init", "-no-go", "-module", "example.com/hello", "-replace", repoRoot(t), dir); code != exitOK {
+		t.Fatalf("init again with -replace: exit %d: %s", code, errs)
+	}
+}
+
+// A go command failing after the files are written removes them, and the
+// directories init created, so init can run again.
+func TestInitFailureRemovesWhatItWrote(t *testing.T) {
+	root := repoRoot(t)
+	for _, existing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dir existed %v", existing), func(t *testing.T) {
+			stubGo(t, func(args []string) bool { return args[0] == "mod" && args[1] == "tidy" })
+			parent := t.TempDir()
+			dir := filepath.Join(parent, "new", "hello")
+			if existing {
+				if err := os.MkdirAll(dir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			code, out, errs := run(t, "init", "-module", "example.com/hello", "-replace", root, dir)
+			if code != exitError || !strings.Contains(errs, "go mod tidy in "+dir) || !strings.Contains(errs, "simulated failure") ||
+				!strings.Contains(errs, "init removed what it had written") {
+				t.Fatalf("init with go mod tidy failing: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+			}
+			if !strings.Contains(out, "wrote") {
+				t.Fatalf("the failure came before any write; this test wants it after:\n%s", out)
+			}
+			if existing {
+				if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+					t.Fatalf("%s after the failure: %v, %v; want it empty", dir, entries, err)
+				}
+			} else if entries, _ := os.ReadDir(parent); len(entries) != 0 {
+				t.Fatalf("init left %v in %s; want nothing", entries, parent)
+			}
+			if code, _, errs := run(t, "init", "-no-go", "-module", "example.com/hello", "-replace", root, dir); code != exitOK {
+				t.Fatalf("init again: exit %d: %s", code, errs)
+			}
+		})
+	}
+}
+
+func TestInitDevelopmentBuildWithoutClone(t *testing.T) {
+	stubSource(t, source{})
+	dir := filepath.Join(t.TempDir(), "hello")
+	code, _, errs := run(t, "init", "-no-go", "-module", "example.com/hello", dir)
+	if code != exitError || !strings.Contains(errs, "development build") || !strings.Contains(errs, "-replace") {
+		t.Fatalf("init from a development build without its clone: exit %d: %s", code, errs)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("init created %s (stat: %v)", dir, err)
+	}
+	if code, _, errs := run(t, "init", "-no-go", "-replace", t.TempDir(), dir); code != exitError || !strings.Contains(errs, "not a clone") {
+		t.Fatalf("-replace of a directory that is no clone: exit %d: %s", code, errs)
+	}
+}
+
+func TestSourceFromBuild(t *testing.T) {
+	const clone = "/src/dbosgen"
+	find := func(devel bool) string { return clone }
+	dep := func(v string, r *debug.Module) []*debug.Module {
+		return []*debug.Module{{Path: "github.com/jmoiron/sqlx", Version: "v1.4.0"}, {Path: dbosgenModule, Version: v, Replace: r}}
+	}
+	for _, c := range []struct {
+		what string
+		info debug.BuildInfo
+		want source
+	}{
+		{"go install @v1.2.3", debug.BuildInfo{Main: debug.Module{Path: dbosgenModule, Version: "v1.2.3"}}, source{version: "v1.2.3"}},
+		{"go run ./cmd/dbosgen in a clone", debug.BuildInfo{Main: debug.Module{Path: dbosgenModule, Version: "(devel)"}}, source{clone: clone}},
+		{"a dependency", debug.BuildInfo{Main: debug.Module{Path: "example.com/app", Version: "(devel)"}, Deps: dep("v0.3.0", nil)}, source{version: "v0.3.0"}},
+		{"a dependency replaced by a clone", debug.BuildInfo{Main: debug.Module{Path: "example.com/app", Version: "(devel)"},
+			Deps: dep("v0.0.0-00010101000000-000000000000", &debug.Module{Path: "../dbosgen"})}, source{clone: clone}},
+		{"a dependency replaced by a fork", debug.BuildInfo{Main: debug.Module{Path: "example.com/app", Version: "(devel)"},
+			Deps: dep("v0.3.0", &debug.Module{Path: "example.com/fork", Version: "v0.3.1"})}, source{version: "v0.3.0"}},
+	} {
+		if got := sourceFromBuild(&c.info, find); got != c.want {
+			t.Errorf("%s: %+v, want %+v", c.what, got, c.want)
+		}
+	}
+	if got := sourceFromBuild(&debug.BuildInfo{Main: debug.Module{Path: dbosgenModule, Version: "(devel)"}}, func(bool) string { return "" }); got != (source{}) {
+		t.Errorf("a development build without its clone: %+v, want neither version nor clone", got)
+	}
+}
+
+func TestModulePath(t *testing.T) {
+	for in, want := range map[string]string{
+		"module github.com/dbosgen/dbosgen\n\ngo 1.26\n":   dbosgenModule,
+		"// comment\nmodule \"example.com/q\" // quoted\n": "example.com/q",
+		"modulex foo\n": "",
+		"go 1.26\n":     "",
+	} {
+		if got := modulePath([]byte(in)); got != want {
+			t.Errorf("modulePath(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

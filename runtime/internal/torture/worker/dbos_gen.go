@@ -125,6 +125,6 @@ func init() {
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
-const dbosgenAppVersion = "cac094748db0af08990a260cec160ce9ea7e1ed7a19799e3e7de5ab1a169ebfe"
+const dbosgenAppVersion = "2e19a50f54bdb5434c01ab0831bf8d0dce159ec3018c8433e7f58cdcf66e32d1"
 
 var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/runtime/internal/torture/worker", dbosgenAppVersion)

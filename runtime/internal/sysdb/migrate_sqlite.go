@@ -1,0 +1,48 @@
+package sysdb
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+)
+
+// Migrate implements Store in one BEGIN IMMEDIATE transaction on the write
+// connection: concurrent migrators (goroutines or processes) queue on the
+// file's write lock, and the later ones find the schema made.
+func (s *SQLite) Migrate(ctx context.Context) (MigrateResult, error) {
+	var res MigrateResult
+	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+		st, err := sqliteSchemaState(ctx, tx)
+		if err != nil {
+			return err
+		}
+		res.Version = st.version
+		create, err := st.plan(s.path)
+		if err != nil || !create {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, strings.ReplaceAll(sqliteSchema, "{now}", sqliteNowMS)); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO dbos_migrations (version) VALUES (?)`, SchemaVersion); err != nil {
+			return err
+		}
+		res = MigrateResult{Created: true, Version: SchemaVersion}
+		return nil
+	})
+	return res, err
+}
+
+func sqliteSchemaState(ctx context.Context, tx *sql.Tx) (schemaState, error) {
+	var st schemaState
+	err := tx.QueryRowContext(ctx, `SELECT
+	EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dbos_migrations'),
+	EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_status'),
+	EXISTS (SELECT 1 FROM pragma_table_info('workflow_status') WHERE name = 'authenticated_user')`).
+		Scan(&st.versionTable, &st.statusTable, &st.dbosColumns)
+	if err != nil || !st.versionTable {
+		return st, err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM dbos_migrations`).Scan(&st.version)
+	return st, err
+}
