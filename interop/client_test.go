@@ -166,6 +166,14 @@ func TestClient(t *testing.T) {
 			"greet-1": {{name: appPkg + ".greeting", output: `"Hello, Ada!"`}},
 			"add-1":   {{name: appPkg + ".sum", output: `5`}},
 		}
+		var noStart []string
+		defer func() {
+			if len(noStart) > 0 {
+				t.Errorf("the DBOS client sees no started_at for %s: dbosgen leaves operation_outputs.started_at_epoch_ms NULL, "+
+					"where DBOS records when every step started (GetWorkflowSteps StartedAt, the CLI's started_at, step durations in GetStepAggregates)",
+					strings.Join(noStart, ", "))
+			}
+		}()
 		for _, id := range []string{"order-1", "fail-1", "greet-1", "add-1"} {
 			got := steps(t, c, id)
 			if len(got) != len(want[id]) {
@@ -195,8 +203,14 @@ func TestClient(t *testing.T) {
 					}
 					checkJSON(t, fmt.Sprintf("%s: step %d (%s) output as decoded by the DBOS client", id, i+1, w.name), g.Output, w.output)
 				}
-				if g.CompletedAt.IsZero() || g.StartedAt.IsZero() || g.CompletedAt.Before(g.StartedAt) {
+				switch {
+				case g.StartedAt.IsZero():
+					noStart = append(noStart, fmt.Sprintf("%s step %d", id, g.StepID))
+				case g.CompletedAt.IsZero() || g.CompletedAt.Before(g.StartedAt):
 					t.Errorf("%s: step %d started_at %v, completed_at %v: want both set, in order", id, i+1, g.StartedAt, g.CompletedAt)
+				}
+				if g.CompletedAt.IsZero() {
+					t.Errorf("%s: step %d has no completed_at (operation_outputs.completed_at_epoch_ms is NULL)", id, i+1)
 				}
 			}
 		}

@@ -142,9 +142,6 @@ const (
 	childURL   = "INTEROP_CHILD_URL"
 	childID    = "INTEROP_CHILD_WORKFLOW_ID"
 	childReady = "READY"
-	// childPortable, when set, makes the child start its workflow with
-	// sdk.WithPortableWorkflow.
-	childPortable = "INTEROP_CHILD_PORTABLE"
 )
 
 func runChild(role string) int {
@@ -187,11 +184,11 @@ func childSDKBlock() int {
 }
 
 // childSDKAsGen is a DBOS executor of genApp, dbosgen's application: it
-// starts app.Greet's name with the input "Grace" through DBOS's own code (in
-// DBOS_JSON, the Go SDK's default, or portable_json if childPortable is
-// set), prints READY from inside the workflow body, before any step, and
-// waits to be killed. dbosgen must then recover that workflow from the row
-// and input DBOS wrote.
+// starts app.Greet's name through DBOS's own code, with the single input
+// "Grace", twice: as ID+"-DBOS_JSON" in the Go SDK's default DBOS_JSON and as
+// ID+"-portable_json" with WithPortableWorkflow. It prints READY once both
+// bodies run, before any step, and waits to be killed. dbosgen must then
+// recover both from the rows and inputs DBOS wrote.
 func childSDKAsGen() int {
 	ctx := context.Background()
 	dctx, err := sdk.NewContext(ctx, sdk.Config{
@@ -211,30 +208,34 @@ func childSDKAsGen() int {
 		return 1
 	}
 	id := os.Getenv(childID)
-	opts := []sdk.WorkflowOption{sdk.WithWorkflowID(id)}
-	if os.Getenv(childPortable) != "" {
-		opts = append(opts, sdk.WithPortableWorkflow())
+	for _, format := range []string{"DBOS_JSON", "portable_json"} {
+		opts := []sdk.WorkflowOption{sdk.WithWorkflowID(id + "-" + format)}
+		if format == "portable_json" {
+			opts = append(opts, sdk.WithPortableWorkflow())
+		}
+		if _, err := sdk.RunWorkflow(dctx, sdkGreetAsGen, "Grace", opts...); err != nil {
+			fmt.Fprintf(os.Stderr, "child: DBOS RunWorkflow: %v\n", err)
+			return 1
+		}
 	}
-	if _, err := sdk.RunWorkflow(dctx, sdkGreetAsGen, "Grace", opts...); err != nil {
-		fmt.Fprintf(os.Stderr, "child: DBOS RunWorkflow: %v\n", err)
-		return 1
-	}
-	select {
-	case <-sdkGreetEntered:
-	case <-time.After(30 * time.Second):
-		fmt.Fprintln(os.Stderr, "child: the workflow never started")
-		return 1
+	for range 2 {
+		select {
+		case <-sdkGreetEntered:
+		case <-time.After(30 * time.Second):
+			fmt.Fprintln(os.Stderr, "child: the workflows never started")
+			return 1
+		}
 	}
 	fmt.Println(childReady)
 	select {} // until SIGKILL
 }
 
-var sdkGreetEntered = make(chan struct{})
+var sdkGreetEntered = make(chan struct{}, 2)
 
 // sdkGreetAsGen stands for app.Greet in a DBOS executor: it records nothing
 // and waits in its body.
 func sdkGreetAsGen(ctx sdk.Context, name string) (string, error) {
-	close(sdkGreetEntered)
+	sdkGreetEntered <- struct{}{}
 	<-ctx.Done()
 	return "", ctx.Err()
 }

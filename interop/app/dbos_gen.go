@@ -460,6 +460,6 @@ func init() {
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
-const dbosgenAppVersion = "af4bd9b41a72dbf2cc028c52ff2490a87b09bb83bdb874259998d9768ad044e3"
+const dbosgenAppVersion = "766c85e8d396b68678118ca495df2a02014491575ddf7d4f0c120e5dfc94bffb"
 
 var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/interop/app", dbosgenAppVersion)
