@@ -22,11 +22,12 @@ TEST_PARALLEL ?= 1
 # command cannot cache safely.
 TEST_FLAGS ?= -count=1
 
-.PHONY: help demo test vet fmt-check gotest deps postgres generate check bench fuzz torture clean
+.PHONY: help demo test vet fmt-check gotest interop deps postgres generate check bench fuzz torture clean
 
 help:
 	@echo "make demo      run examples/orders: crash it after step 2, watch it resume (embedded SQLite, no setup)"
 	@echo "make test      go vet, gofmt check, go test -race ./... on PostgreSQL and SQLite (starts local PostgreSQL)"
+	@echo "make interop   the DBOS interoperability suite (interop/): DBOS's Go SDK, CLI and an executor on dbosgen's database"
 	@echo "make check     fail if a generated dbos_gen.go in examples/ is out of date"
 	@echo "make generate  regenerate examples/*/dbos_gen.go and the generator's golden files"
 	@echo "make bench     runtime benchmarks next to raw pgx / database/sql baselines, as a table"
@@ -52,7 +53,7 @@ demo:
 	@echo "Done. The state is in .dbos/orders.sqlite; the code is in examples/orders/main.go."
 	@echo "Try: go run ./examples/greetings    (the DBOS steps & transactions tutorial, in Go)"
 
-test: deps vet fmt-check postgres gotest
+test: deps vet fmt-check postgres gotest interop
 	@echo "==> make test passed"
 
 # Installs what a fresh machine with only Go lacks: a C compiler for -race.
@@ -83,6 +84,13 @@ gotest:
 	@start=$$(date +%s); \
 	$(GO) test -race -p $(TEST_PARALLEL) $(TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./... ; status=$$?; \
 	echo "==> go test took $$(( $$(date +%s) - start ))s"; exit $$status
+
+# The interoperability suite, a module of its own (interop/go.mod) so the main
+# module never depends on DBOS: dbosgen workflows read and operated by the DBOS
+# Go SDK v1.8.0's client and CLI, next to a DBOS executor on one database.
+interop: postgres
+	@echo "==> cd interop && go test -count=1 ./... (DBOS SDK v1.8.0 against dbosgen, PostgreSQL at $(DBOSGEN_TEST_POSTGRES_URL))"
+	@cd interop && $(GO) test -count=1 -timeout 10m ./...
 
 # Regenerates the examples' dbos_gen.go and the generator's golden files.
 generate:
