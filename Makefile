@@ -94,17 +94,19 @@ interop: postgres
 
 # Regenerates the examples' dbos_gen.go and the generator's golden files.
 generate:
-	$(GO) generate ./examples/...
+	$(GO) generate ./examples/... ./runtime/internal/torture/worker/
+	cd interop && $(GO) generate ./...
 	$(GO) test ./gen -run TestGolden -update
 
 # Generated code up to date (what CI runs).
 check:
 	$(GO) run ./cmd/dbosgen -check ./...
+	cd interop && $(GO) run github.com/dbosgen/dbosgen/cmd/dbosgen -check ./...
 
 bench: postgres
-	@echo "==> go test -bench . ./runtime/dbos (BENCHTIME=$(BENCHTIME), BENCHCOUNT=$(BENCHCOUNT)); raw output in bin/bench.txt"
+	@echo "==> go test -bench . ./runtime/internal/engine (BENCHTIME=$(BENCHTIME), BENCHCOUNT=$(BENCHCOUNT)); raw output in bin/bench.txt"
 	@mkdir -p bin
-	@$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./runtime/dbos | tee bin/bench.txt
+	@$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./runtime/internal/engine | tee bin/bench.txt
 	@echo
 	@$(GO) run ./internal/benchtable < bin/bench.txt
 

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/dbos"
+	"github.com/dbosgen/dbosgen/runtime/dbosimpl"
 	"github.com/jmoiron/sqlx"
 )
 
 // dbosgenStep_priceOf is the retry policy of step priceOf, from:
 //
 //	//dbos:step
-var dbosgenStep_priceOf = dbos.StepOptions{
+var dbosgenStep_priceOf = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.priceOf",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -26,7 +27,7 @@ var dbosgenStep_priceOf = dbos.StepOptions{
 // recorded under the next step ID and, when the workflow runs again, returned
 // without calling it; outside a workflow it only applies the retry policy.
 func priceOfStep(ctx context.Context, sku string) (int64, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_priceOf, func(ctx context.Context) (int64, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_priceOf, func(ctx context.Context) (int64, error) {
 		return priceOf(ctx, sku)
 	})
 }
@@ -35,7 +36,7 @@ func priceOfStep(ctx context.Context, sku string) (int64, error) {
 // ID is taken at the call, so replay matches steps to calls whatever order
 // they finish in.
 func priceOfStepAsync(ctx context.Context, sku string) *dbos.Future[int64] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_priceOf, func(ctx context.Context) (int64, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_priceOf, func(ctx context.Context) (int64, error) {
 		return priceOf(ctx, sku)
 	})
 }
@@ -43,7 +44,7 @@ func priceOfStepAsync(ctx context.Context, sku string) *dbos.Future[int64] {
 // dbosgenStep_charge is the retry policy of step charge, from:
 //
 //	//dbos:step
-var dbosgenStep_charge = dbos.StepOptions{
+var dbosgenStep_charge = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.charge",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -56,7 +57,7 @@ var dbosgenStep_charge = dbos.StepOptions{
 // recorded under the next step ID and, when the workflow runs again, returned
 // without calling it; outside a workflow it only applies the retry policy.
 func chargeStep(ctx context.Context, orderID string, cents int64) (Charge, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_charge, func(ctx context.Context) (Charge, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_charge, func(ctx context.Context) (Charge, error) {
 		return charge(ctx, orderID, cents)
 	})
 }
@@ -65,7 +66,7 @@ func chargeStep(ctx context.Context, orderID string, cents int64) (Charge, error
 // ID is taken at the call, so replay matches steps to calls whatever order
 // they finish in.
 func chargeStepAsync(ctx context.Context, orderID string, cents int64) *dbos.Future[Charge] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_charge, func(ctx context.Context) (Charge, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_charge, func(ctx context.Context) (Charge, error) {
 		return charge(ctx, orderID, cents)
 	})
 }
@@ -73,16 +74,16 @@ func chargeStepAsync(ctx context.Context, orderID string, cents int64) *dbos.Fut
 // dbosgenTx_recordOrder configures transaction recordOrder, from:
 //
 //	//dbos:transaction
-var dbosgenTx_recordOrder = dbos.TransactionOptions{
+var dbosgenTx_recordOrder = dbosimpl.TransactionOptions{
 	Name:      "github.com/dbosgen/dbosgen/interop/app.recordOrder",
-	Isolation: dbos.Serializable,
+	Isolation: dbosimpl.Serializable,
 }
 
 // recordOrderTx runs recordOrder in a database transaction that also records
 // its outcome, so its effects happen exactly once; a replay returns the
 // recorded outcome.
 func recordOrderTx(ctx context.Context, orderID string, total int64) (int64, error) {
-	return dbos.RunTransaction(ctx, &dbosgenTx_recordOrder, func(ctx context.Context, tx *sqlx.Tx) (int64, error) {
+	return dbosimpl.RunTransaction(ctx, &dbosgenTx_recordOrder, func(ctx context.Context, tx *sqlx.Tx) (int64, error) {
 		return recordOrder(ctx, tx, orderID, total)
 	})
 }
@@ -90,7 +91,7 @@ func recordOrderTx(ctx context.Context, orderID string, total int64) (int64, err
 // dbosgenStep_notify is the retry policy of step notify, from:
 //
 //	//dbos:step
-var dbosgenStep_notify = dbos.StepOptions{
+var dbosgenStep_notify = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.notify",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -103,7 +104,7 @@ var dbosgenStep_notify = dbos.StepOptions{
 // recorded under the next step ID and, when the workflow runs again, returned
 // without calling it; outside a workflow it only applies the retry policy.
 func notifyStep(ctx context.Context, email string) error {
-	_, err := dbos.RunStep(ctx, &dbosgenStep_notify, func(ctx context.Context) (struct{}, error) {
+	_, err := dbosimpl.RunStep(ctx, &dbosgenStep_notify, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, notify(ctx, email)
 	})
 	return err
@@ -113,7 +114,7 @@ func notifyStep(ctx context.Context, email string) error {
 // ID is taken at the call, so replay matches steps to calls whatever order
 // they finish in.
 func notifyStepAsync(ctx context.Context, email string) *dbos.Future[struct{}] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_notify, func(ctx context.Context) (struct{}, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_notify, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, notify(ctx, email)
 	})
 }
@@ -127,7 +128,7 @@ type dbosgenArgs_ProcessOrder struct {
 }
 
 // dbosgenWorkflow_ProcessOrder is workflow ProcessOrder, registered by init.
-var dbosgenWorkflow_ProcessOrder *dbos.Workflow[dbosgenArgs_ProcessOrder, Receipt]
+var dbosgenWorkflow_ProcessOrder *dbosimpl.Workflow[dbosgenArgs_ProcessOrder, Receipt]
 
 // ProcessOrderWorkflow runs ProcessOrder as a durable workflow and waits for
 // its result. Set the workflow ID with dbos.WithWorkflowID; with the ID of a
@@ -145,7 +146,7 @@ func StartProcessOrderWorkflow(ctx context.Context, o Order) (*dbos.WorkflowHand
 // dbosgenStep_validate is the retry policy of step validate, from:
 //
 //	//dbos:step
-var dbosgenStep_validate = dbos.StepOptions{
+var dbosgenStep_validate = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.validate",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -159,7 +160,7 @@ var dbosgenStep_validate = dbos.StepOptions{
 // returned without calling it; outside a workflow it only applies the retry
 // policy.
 func validateStep(ctx context.Context, reason string) (string, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_validate, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_validate, func(ctx context.Context) (string, error) {
 		return validate(ctx, reason)
 	})
 }
@@ -168,7 +169,7 @@ func validateStep(ctx context.Context, reason string) (string, error) {
 // step ID is taken at the call, so replay matches steps to calls whatever
 // order they finish in.
 func validateStepAsync(ctx context.Context, reason string) *dbos.Future[string] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_validate, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_validate, func(ctx context.Context) (string, error) {
 		return validate(ctx, reason)
 	})
 }
@@ -176,7 +177,7 @@ func validateStepAsync(ctx context.Context, reason string) *dbos.Future[string] 
 // dbosgenStep_audit is the retry policy of step audit, from:
 //
 //	//dbos:step
-var dbosgenStep_audit = dbos.StepOptions{
+var dbosgenStep_audit = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.audit",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -189,7 +190,7 @@ var dbosgenStep_audit = dbos.StepOptions{
 // recorded under the next step ID and, when the workflow runs again, returned
 // without calling it; outside a workflow it only applies the retry policy.
 func auditStep(ctx context.Context, reason string) (string, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_audit, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_audit, func(ctx context.Context) (string, error) {
 		return audit(ctx, reason)
 	})
 }
@@ -198,7 +199,7 @@ func auditStep(ctx context.Context, reason string) (string, error) {
 // is taken at the call, so replay matches steps to calls whatever order they
 // finish in.
 func auditStepAsync(ctx context.Context, reason string) *dbos.Future[string] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_audit, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_audit, func(ctx context.Context) (string, error) {
 		return audit(ctx, reason)
 	})
 }
@@ -212,7 +213,7 @@ type dbosgenArgs_Fail struct {
 }
 
 // dbosgenWorkflow_Fail is workflow Fail, registered by init.
-var dbosgenWorkflow_Fail *dbos.Workflow[dbosgenArgs_Fail, string]
+var dbosgenWorkflow_Fail *dbosimpl.Workflow[dbosgenArgs_Fail, string]
 
 // FailWorkflow runs Fail as a durable workflow and waits for its result. Set
 // the workflow ID with dbos.WithWorkflowID; with the ID of a finished workflow
@@ -230,7 +231,7 @@ func StartFailWorkflow(ctx context.Context, reason string) (*dbos.WorkflowHandle
 // dbosgenStep_prepare is the retry policy of step prepare, from:
 //
 //	//dbos:step
-var dbosgenStep_prepare = dbos.StepOptions{
+var dbosgenStep_prepare = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.prepare",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -243,7 +244,7 @@ var dbosgenStep_prepare = dbos.StepOptions{
 // recorded under the next step ID and, when the workflow runs again, returned
 // without calling it; outside a workflow it only applies the retry policy.
 func prepareStep(ctx context.Context, key string) (string, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_prepare, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_prepare, func(ctx context.Context) (string, error) {
 		return prepare(ctx, key)
 	})
 }
@@ -252,7 +253,7 @@ func prepareStep(ctx context.Context, key string) (string, error) {
 // ID is taken at the call, so replay matches steps to calls whatever order
 // they finish in.
 func prepareStepAsync(ctx context.Context, key string) *dbos.Future[string] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_prepare, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_prepare, func(ctx context.Context) (string, error) {
 		return prepare(ctx, key)
 	})
 }
@@ -260,7 +261,7 @@ func prepareStepAsync(ctx context.Context, key string) *dbos.Future[string] {
 // dbosgenStep_waitForRelease is the retry policy of step waitForRelease, from:
 //
 //	//dbos:step
-var dbosgenStep_waitForRelease = dbos.StepOptions{
+var dbosgenStep_waitForRelease = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.waitForRelease",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -274,7 +275,7 @@ var dbosgenStep_waitForRelease = dbos.StepOptions{
 // again, returned without calling it; outside a workflow it only applies the
 // retry policy.
 func waitForReleaseStep(ctx context.Context, key string) (string, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_waitForRelease, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_waitForRelease, func(ctx context.Context) (string, error) {
 		return waitForRelease(ctx, key)
 	})
 }
@@ -283,7 +284,7 @@ func waitForReleaseStep(ctx context.Context, key string) (string, error) {
 // goroutine. The step ID is taken at the call, so replay matches steps to
 // calls whatever order they finish in.
 func waitForReleaseStepAsync(ctx context.Context, key string) *dbos.Future[string] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_waitForRelease, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_waitForRelease, func(ctx context.Context) (string, error) {
 		return waitForRelease(ctx, key)
 	})
 }
@@ -297,7 +298,7 @@ type dbosgenArgs_Block struct {
 }
 
 // dbosgenWorkflow_Block is workflow Block, registered by init.
-var dbosgenWorkflow_Block *dbos.Workflow[dbosgenArgs_Block, string]
+var dbosgenWorkflow_Block *dbosimpl.Workflow[dbosgenArgs_Block, string]
 
 // BlockWorkflow runs Block as a durable workflow and waits for its result. Set
 // the workflow ID with dbos.WithWorkflowID; with the ID of a finished workflow
@@ -315,7 +316,7 @@ func StartBlockWorkflow(ctx context.Context, key string) (*dbos.WorkflowHandle[s
 // dbosgenStep_greeting is the retry policy of step greeting, from:
 //
 //	//dbos:step
-var dbosgenStep_greeting = dbos.StepOptions{
+var dbosgenStep_greeting = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.greeting",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -329,7 +330,7 @@ var dbosgenStep_greeting = dbos.StepOptions{
 // returned without calling it; outside a workflow it only applies the retry
 // policy.
 func greetingStep(ctx context.Context, name string) (string, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_greeting, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_greeting, func(ctx context.Context) (string, error) {
 		return greeting(ctx, name)
 	})
 }
@@ -338,7 +339,7 @@ func greetingStep(ctx context.Context, name string) (string, error) {
 // step ID is taken at the call, so replay matches steps to calls whatever
 // order they finish in.
 func greetingStepAsync(ctx context.Context, name string) *dbos.Future[string] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_greeting, func(ctx context.Context) (string, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_greeting, func(ctx context.Context) (string, error) {
 		return greeting(ctx, name)
 	})
 }
@@ -352,7 +353,7 @@ type dbosgenArgs_Greet struct {
 }
 
 // dbosgenWorkflow_Greet is workflow Greet, registered by init.
-var dbosgenWorkflow_Greet *dbos.Workflow[dbosgenArgs_Greet, string]
+var dbosgenWorkflow_Greet *dbosimpl.Workflow[dbosgenArgs_Greet, string]
 
 // GreetWorkflow runs Greet as a durable workflow and waits for its result. Set
 // the workflow ID with dbos.WithWorkflowID; with the ID of a finished workflow
@@ -370,7 +371,7 @@ func StartGreetWorkflow(ctx context.Context, name string) (*dbos.WorkflowHandle[
 // dbosgenStep_sum is the retry policy of step sum, from:
 //
 //	//dbos:step
-var dbosgenStep_sum = dbos.StepOptions{
+var dbosgenStep_sum = dbosimpl.StepOptions{
 	Name:           "github.com/dbosgen/dbosgen/interop/app.sum",
 	RetriesAllowed: false,
 	MaxAttempts:    3,
@@ -383,7 +384,7 @@ var dbosgenStep_sum = dbos.StepOptions{
 // recorded under the next step ID and, when the workflow runs again, returned
 // without calling it; outside a workflow it only applies the retry policy.
 func sumStep(ctx context.Context, a int, b int) (int, error) {
-	return dbos.RunStep(ctx, &dbosgenStep_sum, func(ctx context.Context) (int, error) {
+	return dbosimpl.RunStep(ctx, &dbosgenStep_sum, func(ctx context.Context) (int, error) {
 		return sum(ctx, a, b)
 	})
 }
@@ -392,7 +393,7 @@ func sumStep(ctx context.Context, a int, b int) (int, error) {
 // taken at the call, so replay matches steps to calls whatever order they
 // finish in.
 func sumStepAsync(ctx context.Context, a int, b int) *dbos.Future[int] {
-	return dbos.RunStepAsync(ctx, &dbosgenStep_sum, func(ctx context.Context) (int, error) {
+	return dbosimpl.RunStepAsync(ctx, &dbosgenStep_sum, func(ctx context.Context) (int, error) {
 		return sum(ctx, a, b)
 	})
 }
@@ -407,7 +408,7 @@ type dbosgenArgs_Add struct {
 }
 
 // dbosgenWorkflow_Add is workflow Add, registered by init.
-var dbosgenWorkflow_Add *dbos.Workflow[dbosgenArgs_Add, int]
+var dbosgenWorkflow_Add *dbosimpl.Workflow[dbosgenArgs_Add, int]
 
 // AddWorkflow runs Add as a durable workflow and waits for its result. Set the
 // workflow ID with dbos.WithWorkflowID; with the ID of a finished workflow it
@@ -422,44 +423,43 @@ func StartAddWorkflow(ctx context.Context, a int, b int) (*dbos.WorkflowHandle[i
 	return dbosgenWorkflow_Add.Start(ctx, dbosgenArgs_Add{A: a, B: b})
 }
 
-// init registers every workflow by name, so that recovery can decode its
-// stored inputs and resume it.
-func init() {
-	dbosgenWorkflow_ProcessOrder = dbos.RegisterWorkflow(dbos.WorkflowOptions{
-		Name:                "github.com/dbosgen/dbosgen/interop/app.ProcessOrder",
-		MaxRecoveryAttempts: 100,
-	}, func(ctx context.Context, args dbosgenArgs_ProcessOrder) (Receipt, error) {
-		return ProcessOrder(ctx, args.O)
-	})
-	dbosgenWorkflow_Fail = dbos.RegisterWorkflow(dbos.WorkflowOptions{
-		Name:                "github.com/dbosgen/dbosgen/interop/app.Fail",
-		MaxRecoveryAttempts: 100,
-	}, func(ctx context.Context, args dbosgenArgs_Fail) (string, error) {
-		return Fail(ctx, args.Reason)
-	})
-	dbosgenWorkflow_Block = dbos.RegisterWorkflow(dbos.WorkflowOptions{
-		Name:                "github.com/dbosgen/dbosgen/interop/app.Block",
-		MaxRecoveryAttempts: 100,
-	}, func(ctx context.Context, args dbosgenArgs_Block) (string, error) {
-		return Block(ctx, args.Key)
-	})
-	dbosgenWorkflow_Greet = dbos.RegisterWorkflow(dbos.WorkflowOptions{
-		Name:                "github.com/dbosgen/dbosgen/interop/app.Greet",
-		MaxRecoveryAttempts: 100,
-	}, func(ctx context.Context, args dbosgenArgs_Greet) (string, error) {
-		return Greet(ctx, args.Name)
-	})
-	dbosgenWorkflow_Add = dbos.RegisterWorkflow(dbos.WorkflowOptions{
-		Name:                "github.com/dbosgen/dbosgen/interop/app.Add",
-		MaxRecoveryAttempts: 100,
-	}, func(ctx context.Context, args dbosgenArgs_Add) (int, error) {
-		return Add(ctx, args.A, args.B)
-	})
-}
-
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
 const dbosgenAppVersion = "766c85e8d396b68678118ca495df2a02014491575ddf7d4f0c120e5dfc94bffb"
 
-var _ = dbos.RegisterVersion("github.com/dbosgen/dbosgen/interop/app", dbosgenAppVersion)
+// init registers every workflow by name, so that recovery can decode its
+// stored inputs and resume it, and this package's version hash.
+func init() {
+	dbosgenWorkflow_ProcessOrder = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
+		Name:                "github.com/dbosgen/dbosgen/interop/app.ProcessOrder",
+		MaxRecoveryAttempts: 100,
+	}, func(ctx context.Context, args dbosgenArgs_ProcessOrder) (Receipt, error) {
+		return ProcessOrder(ctx, args.O)
+	})
+	dbosgenWorkflow_Fail = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
+		Name:                "github.com/dbosgen/dbosgen/interop/app.Fail",
+		MaxRecoveryAttempts: 100,
+	}, func(ctx context.Context, args dbosgenArgs_Fail) (string, error) {
+		return Fail(ctx, args.Reason)
+	})
+	dbosgenWorkflow_Block = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
+		Name:                "github.com/dbosgen/dbosgen/interop/app.Block",
+		MaxRecoveryAttempts: 100,
+	}, func(ctx context.Context, args dbosgenArgs_Block) (string, error) {
+		return Block(ctx, args.Key)
+	})
+	dbosgenWorkflow_Greet = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
+		Name:                "github.com/dbosgen/dbosgen/interop/app.Greet",
+		MaxRecoveryAttempts: 100,
+	}, func(ctx context.Context, args dbosgenArgs_Greet) (string, error) {
+		return Greet(ctx, args.Name)
+	})
+	dbosgenWorkflow_Add = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
+		Name:                "github.com/dbosgen/dbosgen/interop/app.Add",
+		MaxRecoveryAttempts: 100,
+	}, func(ctx context.Context, args dbosgenArgs_Add) (int, error) {
+		return Add(ctx, args.A, args.B)
+	})
+	dbosimpl.RegisterVersion("github.com/dbosgen/dbosgen/interop/app", dbosgenAppVersion)
+}
