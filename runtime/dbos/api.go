@@ -41,7 +41,9 @@ func WithWorkflowID(ctx context.Context, id string) context.Context {
 
 // WithRuntime attaches rt to ctx: wrappers called with it outside a workflow
 // use rt rather than the first runtime launched.
-func WithRuntime(ctx context.Context, rt *Runtime) context.Context { return engine.WithRuntime(ctx, rt) }
+func WithRuntime(ctx context.Context, rt *Runtime) context.Context {
+	return engine.WithRuntime(ctx, rt)
+}
 
 // WorkflowID is the ID of the workflow running on ctx.
 func WorkflowID(ctx context.Context) (string, bool) { return engine.WorkflowID(ctx) }

@@ -90,7 +90,9 @@ func registerError(name string, err error) {
 }
 
 func recordOf(err error) errorRecord {
-	r := errorRecord{Message: err.Error(), Type: fmt.Sprintf("%T", err)}
+	// This package's types are recorded under their public names (package
+	// dbos aliases them), which stay stable whatever the package layout.
+	r := errorRecord{Message: err.Error(), Type: typeName(err)}
 	if rec, ok := err.(*RecordedError); ok {
 		r.Type = rec.Type
 	}
@@ -153,6 +155,22 @@ type portableError struct {
 type portableData struct {
 	Dbosgen *errorRecord `json:"dbosgen,omitempty"`
 }
+
+// typeName is err's type as %T spells it, but with this package's types
+// under their public names: package dbos aliases them, and recorded names
+// must not change with the package layout.
+func typeName(err error) string {
+	t := reflect.TypeOf(err)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.PkgPath() == enginePath {
+		return strings.Replace(fmt.Sprintf("%T", err), "engine.", "dbos.", 1)
+	}
+	return fmt.Sprintf("%T", err)
+}
+
+var enginePath = reflect.TypeFor[RecordedError]().PkgPath()
 
 func encodeError(err error) string {
 	if err == nil {

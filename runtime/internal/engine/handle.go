@@ -163,7 +163,7 @@ func (rt *Runtime) CancelWorkflow(ctx context.Context, id string) error {
 		return err
 	}
 	cause := fmt.Errorf("%w: workflow %s was cancelled", ErrWorkflowCancelled, id)
-	if _, err := rt.store.Cancel(ctx, id); err != nil {
+	if _, err := rt.store.Cancel(ctx, sysdb.CancelParams{ID: id}); err != nil {
 		return errorf(ErrDatabase, err, "dbos: cancelling workflow %s", id)
 	}
 	if _, err := rt.WorkflowStatus(ctx, id); err != nil {

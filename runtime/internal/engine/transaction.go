@@ -42,84 +42,51 @@ type TransactionOptions struct {
 	ReadOnly  bool
 }
 
-// appDB is the application database, where transactions run.
+// appDB is the application database, where transactions run: the engine
+// half (sysdb.AppDB) and, on PostgreSQL, the pool it runs on.
 type appDB struct {
-	db       *sqlx.DB
-	ro       *sqlx.DB // SQLite: the read-only pool, for read-only transactions and lookups
-	sqlite   bool
-	same     bool // the system database: the checkpoint commits with the user's writes
-	recorder sysdb.TxRecorder
-	pool     *pgPool // a separate PostgreSQL application database's own pool
-	close    func()
+	*sysdb.AppDB
+	db   *sqlx.DB
+	pool *pgPool // a separate PostgreSQL application database's own pool
 }
 
-// reader is where recorded outcomes are looked up: on SQLite the read pool,
-// which never waits for the single write connection.
-func (a *appDB) reader() *sqlx.DB {
-	if a.ro != nil {
-		return a.ro
-	}
-	return a.db
-}
+func (a *appDB) close() { a.AppDB.Close() }
 
 // openApp opens the application database. On PostgreSQL, when it is the
 // system database, transactions share sysPool: one cap for the runtime, and
 // a checkpoint can commit with the transaction's writes.
 func openApp(ctx context.Context, rc resolved, store sysdb.Store, sysPool *pgPool) (*appDB, error) {
-	a := &appDB{sqlite: rc.app.engine == engineSQLite, same: rc.sameDB}
-	a.recorder = sysdb.NewTxRecorder(a.sqlite, rc.Schema, a.same, rc.AppName)
+	a := &appDB{}
+	var err error
 	switch {
-	case a.sqlite && a.same:
-		// The store's write pool has one connection: a transaction holding
-		// it is the process's write lock on the file (see sysdb.SQLite).
-		s := store.(*sysdb.SQLite)
-		a.db, a.ro = sqlx.NewDb(s.WriteDB(), "sqlite"), sqlx.NewDb(s.ReadDB(), "sqlite")
-		a.close = func() {}
-		if err := a.recorder.Prepare(ctx, s.WriteDB()); err != nil {
-			return nil, errorf(ErrDatabase, err, "dbos: application database %s", rc.app)
-		}
-		return a, nil
-	case a.sqlite:
-		s, err := sysdb.OpenSQLite(ctx, rc.app.path, "")
-		if err == nil {
-			if err = sysdb.MigrateSQLiteApp(ctx, s.WriteDB()); err == nil {
-				err = a.recorder.Prepare(ctx, s.WriteDB())
+	case rc.app.engine == engineSQLite && rc.sameDB:
+		a.AppDB, err = sysdb.AppOnSQLite(ctx, store.(*sysdb.SQLite))
+	case rc.app.engine == engineSQLite:
+		a.AppDB, err = sysdb.OpenSQLiteApp(ctx, rc.app.path)
+	default:
+		// database/sql over a pgxpool: the pool's cap, its bounded and
+		// logged waits for a connection, and its size rules (see Config)
+		// hold for transactions too. database/sql keeps no idle connections
+		// of its own (stdlib.OpenDBFromPool), so none hide from the pool.
+		pool := sysPool
+		if !rc.sameDB {
+			if pool, err = openPool(ctx, rc, "application"); err != nil {
+				return nil, fmt.Errorf("application database: %w", err)
 			}
-			if err != nil {
-				s.Close()
+			a.pool = pool
+		}
+		db := stdlib.OpenDBFromPool(pool.Pool)
+		a.AppDB, err = sysdb.PostgresApp(ctx, db, rc.Schema, rc.AppName, rc.sameDB, func() {
+			db.Close()
+			if a.pool != nil {
+				a.pool.Close()
 			}
-		}
-		if err != nil {
-			return nil, errorf(ErrDatabase, err, "dbos: application database %s", rc.app)
-		}
-		a.db, a.ro, a.close = sqlx.NewDb(s.WriteDB(), "sqlite"), sqlx.NewDb(s.ReadDB(), "sqlite"), s.Close
-		return a, nil
+		})
 	}
-	// database/sql over a pgxpool: the pool's cap, its bounded and logged
-	// waits for a connection, and its size rules (see Config) hold for
-	// transactions too. database/sql keeps no idle connections of its own
-	// (stdlib.OpenDBFromPool), so none hide from the pool.
-	pool := sysPool
-	if !a.same {
-		var err error
-		if pool, err = openPool(ctx, rc, "application"); err != nil {
-			return nil, fmt.Errorf("application database: %w", err)
-		}
-		a.pool = pool
+	if err != nil {
+		return nil, errorf(ErrDatabase, err, "dbos: application database %s", rc.app)
 	}
-	db := sqlx.NewDb(stdlib.OpenDBFromPool(pool.Pool), "pgx")
-	a.db, a.close = db, func() {
-		db.Close()
-		if a.pool != nil {
-			a.pool.Close()
-		}
-	}
-	if !a.same {
-		if err := sysdb.MigratePostgresApp(ctx, db.DB, rc.Schema); err != nil {
-			a.close()
-			return nil, errorf(ErrDatabase, err, "dbos: migrating application database %s", rc.app)
-		}
-	}
+	a.db = a.AppDB.DB()
 	return a, nil
 }
 
@@ -179,11 +146,11 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		return replay[R](wf, rec, opts.Name)
 	}
 	row := sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: opts.Name, StartedMS: time.Now().UnixMilli()}
-	if !rt.app.same && wf.recorded != nil {
+	if !rt.app.SameAsSystem() && wf.recorded != nil {
 		// A previous execution may have committed in the application
 		// database and crashed before its system checkpoint: that record is
 		// authoritative, and is copied to the system database now.
-		rec, found, err := rt.app.recorder.Lookup(ctx, rt.app.reader(), wf.id, id)
+		rec, found, err := rt.app.Lookup(ctx, wf.id, id)
 		if err != nil {
 			return zero, wf.abort(errorf(ErrDatabase, err, "dbos: reading transaction %d (%s) of workflow %s", id, opts.Name, wf.id))
 		}
@@ -200,7 +167,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 	var infra *infraError
 	switch {
 	case errors.Is(err, errAlreadyRecorded):
-		if rt.app.same {
+		if rt.app.SameAsSystem() {
 			return replay[R](wf, rec, opts.Name)
 		}
 		return backfill[R](wf, rec, opts.Name)
@@ -212,7 +179,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		// Not the function's outcome: leave the step unrecorded and the
 		// workflow PENDING; recovery finds what, if anything, committed.
 		return out, wf.abort(infra.err)
-	case err == nil && rowp != nil && rt.app.same:
+	case err == nil && rowp != nil && rt.app.SameAsSystem():
 		return out, nil // the checkpoint committed with the writes
 	}
 	// Application errors (the transaction rolled back), read-only results,
@@ -297,17 +264,7 @@ func retryable(err error) error {
 func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, info StepInfo, row *sysdb.StepRow,
 	fn func(context.Context, *sqlx.Tx) (R, error)) (out R, rec sysdb.StepRow, err error) {
 	a := rt.app
-	db := a.db
-	txOpts := &sql.TxOptions{Isolation: opts.Isolation.sqlLevel(), ReadOnly: opts.ReadOnly}
-	if a.sqlite {
-		// SQLite is serializable and its driver takes no levels; read-only
-		// transactions go to the query_only pool.
-		txOpts = nil
-		if opts.ReadOnly {
-			db, txOpts = a.ro, &sql.TxOptions{ReadOnly: true}
-		}
-	}
-	tx, err := db.BeginTxx(ctx, txOpts)
+	tx, err := a.Begin(ctx, opts.Isolation.sqlLevel(), opts.ReadOnly)
 	if err != nil {
 		if again := retryable(err); again != nil && ctx.Err() == nil {
 			return out, rec, again
@@ -331,10 +288,8 @@ func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, in
 		}
 		// An error caused by a lost connection is not the function's
 		// outcome: nothing committed, run it again.
-		if _, perr := tx.ExecContext(ctx, "SELECT 1"); perr != nil && !a.sqlite {
-			if again := retryable(perr); again != nil {
-				return out, rec, &retryError{"connection failure", err}
-			}
+		if a.ConnectionLost(ctx, tx) {
+			return out, rec, &retryError{"connection failure", err}
 		}
 		return out, rec, err
 	}
@@ -343,7 +298,7 @@ func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, in
 		if r.Output, err = encodeValue(out); err != nil {
 			return out, rec, fmt.Errorf("dbos: transaction %s returned a value that cannot be stored as JSON: %w", opts.Name, err)
 		}
-		fresh, err := a.recorder.Record(ctx, tx.Tx, r)
+		fresh, err := a.Record(ctx, tx, r)
 		if err != nil {
 			if again := retryable(err); again != nil && ctx.Err() == nil {
 				return out, rec, again
@@ -379,7 +334,7 @@ func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, in
 	// in the database says which.
 	var found bool
 	lerr := rt.retryDB(rt.dbCtx, func(c context.Context) (e error) {
-		rec, found, e = a.recorder.Lookup(c, a.reader(), row.WorkflowID, row.StepID)
+		rec, found, e = a.Lookup(c, row.WorkflowID, row.StepID)
 		return e
 	})
 	switch {
@@ -401,7 +356,7 @@ func lookupRecorded(rt *Runtime, row sysdb.StepRow) (sysdb.StepRow, error) {
 	var rec sysdb.StepRow
 	var found bool
 	err := rt.retryDB(rt.dbCtx, func(c context.Context) (e error) {
-		rec, found, e = rt.app.recorder.Lookup(c, rt.app.reader(), row.WorkflowID, row.StepID)
+		rec, found, e = rt.app.Lookup(c, row.WorkflowID, row.StepID)
 		return e
 	})
 	if err == nil && !found {

@@ -408,7 +408,7 @@ func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
 	}
 	var ok bool
 	dbErr := rt.retryDB(rt.ctx, func(c context.Context) (e error) {
-		ok, e = rt.store.FinishWorkflow(c, wf.id, status, out, errJSON)
+		ok, e = rt.store.FinishWorkflow(c, sysdb.FinishParams{ID: wf.id, Status: status, Output: out, Error: errJSON})
 		return e
 	})
 	if dbErr != nil {
@@ -436,7 +436,7 @@ func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
 // which are then stopped if they run in this runtime.
 func (rt *Runtime) cancelled(wf *workflowState, cause error) (any, error) {
 	_ = rt.retryDB(rt.dbCtx, func(c context.Context) error {
-		_, err := rt.store.Cancel(c, wf.id)
+		_, err := rt.store.Cancel(c, sysdb.CancelParams{ID: wf.id})
 		return err
 	})
 	rt.pollCancellations(rt.dbCtx)

@@ -2,7 +2,6 @@ package sysdb
 
 import (
 	"context"
-	"database/sql"
 	"strings"
 )
 
@@ -11,7 +10,7 @@ import (
 // file's write lock, and the later ones find the schema made.
 func (s *SQLite) Migrate(ctx context.Context) (MigrateResult, error) {
 	var res MigrateResult
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
+	err := s.d.inTx(ctx, func(tx querier) error {
 		st, err := sqliteSchemaState(ctx, tx)
 		if err != nil {
 			return err
@@ -21,10 +20,10 @@ func (s *SQLite) Migrate(ctx context.Context) (MigrateResult, error) {
 		if err != nil || !create {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, strings.ReplaceAll(sqliteSchema, "{now}", sqliteNowMS)); err != nil {
+		if _, err := tx.Exec(ctx, strings.ReplaceAll(sqliteSchema, "{now}", sqliteNowMS)); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO dbos_migrations (version) VALUES (?)`, SchemaVersion); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO dbos_migrations (version) VALUES (?)`, SchemaVersion); err != nil {
 			return err
 		}
 		res = MigrateResult{Created: true, Version: SchemaVersion}
@@ -33,9 +32,9 @@ func (s *SQLite) Migrate(ctx context.Context) (MigrateResult, error) {
 	return res, err
 }
 
-func sqliteSchemaState(ctx context.Context, tx *sql.Tx) (schemaState, error) {
+func sqliteSchemaState(ctx context.Context, tx querier) (schemaState, error) {
 	var st schemaState
-	err := tx.QueryRowContext(ctx, `SELECT
+	err := tx.QueryRow(ctx, `SELECT
 	EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dbos_migrations'),
 	EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'workflow_status'),
 	EXISTS (SELECT 1 FROM pragma_table_info('workflow_status') WHERE name = 'authenticated_user')`).
@@ -43,6 +42,6 @@ func sqliteSchemaState(ctx context.Context, tx *sql.Tx) (schemaState, error) {
 	if err != nil || !st.versionTable {
 		return st, err
 	}
-	err = tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM dbos_migrations`).Scan(&st.version)
+	err = tx.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM dbos_migrations`).Scan(&st.version)
 	return st, err
 }

@@ -2,6 +2,7 @@ package sysdb
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -44,10 +45,15 @@ func scanStep(r scanner, s *StepRow) error {
 // queries are the statements both engines run as they are, rendered once.
 type queries struct {
 	workflow, pending, otherVersions, steps, recordStep, recordedStep string
+	// init, finish and cancel differ by engine: PostgreSQL runs each as one
+	// data-modifying CTE; SQLite runs init and finish as a transaction of
+	// plain statements, the others below.
+	init, finish, cancel              string
+	insertInputs, deadLetter, outcome string // SQLite only
 }
 
 func buildQueries(d dialect) queries {
-	return queries{
+	q := queries{
 		workflow: d.render(`SELECT ` + wfColumns + ` FROM ` + wfFrom + ` WHERE s.workflow_uuid = $1`),
 		pending: d.render(`SELECT s.workflow_uuid, ` + wfColumns + ` FROM ` + wfFrom + `
 WHERE s.status = 'PENDING' AND s.executor_id = $1 AND s.application_version = $2
@@ -64,6 +70,23 @@ VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7::B
 ON CONFLICT (workflow_uuid, function_id) DO NOTHING`),
 		recordedStep: d.render(`SELECT ` + stepColumns + ` FROM {schema}.operation_outputs WHERE workflow_uuid = $1 AND function_id = $2`),
 	}
+	if d.cte {
+		q.init, q.finish = d.render(pgInit), d.render(pgFinish)
+		q.cancel = d.render(cancelTree + `, c AS (` + cancelSet + `)
+SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`)
+		return q
+	}
+	q.init = d.render(sqliteInitStatus)
+	q.finish = d.render(`UPDATE {schema}.workflow_status SET status = $2, updated_at = $3, completed_at = $3,
+	deduplication_id = NULL, owner_xid = NULL
+WHERE workflow_uuid = $1 AND status = 'PENDING'`)
+	q.outcome = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, output, error) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
+ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excluded.error`)
+	q.insertInputs = d.render(`INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
+	q.deadLetter = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, error) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
+	// SQLite has no data-modifying CTE but takes a WITH inside the subquery.
+	q.cancel = d.render(strings.Replace(cancelSet, "(SELECT id FROM tree)", "("+cancelTree+" SELECT id FROM tree)", 1))
+	return q
 }
 
 // stepArgs are recordStep's arguments.
@@ -77,7 +100,20 @@ func stepArgs(s StepRow, appName string) []any {
 // dialect renders canonical queries for one engine.
 type dialect struct {
 	sqlite bool
+	cte    bool   // data-modifying CTEs (PostgreSQL)
 	schema string // quoted; PostgreSQL only
+}
+
+func pgDialect(schema string) dialect { return dialect{cte: true, schema: quoteIdent(schema)} }
+
+var sqliteDialect = dialect{sqlite: true}
+
+// param is the i-th bind parameter (from 1).
+func (d dialect) param(i int) string {
+	if d.sqlite {
+		return "?" + strconv.Itoa(i)
+	}
+	return "$" + strconv.Itoa(i)
 }
 
 var (
@@ -99,19 +135,72 @@ func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
-// scanVersionCounts reads otherVersions' rows.
-func scanVersionCounts(rows interface {
-	Next() bool
-	Scan(...any) error
-	Err() error
-}) ([]VersionCount, error) {
-	var out []VersionCount
-	for rows.Next() {
-		var v VersionCount
-		if err := rows.Scan(&v.Version, &v.Count); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
+// pgInit starts or restarts a workflow in one statement: the status upsert,
+// the inputs of a new workflow, the error of one it dead-letters, and the row
+// as it stands, with its inputs and outcome.
+const pgInit = `WITH ins AS (
+	INSERT INTO {schema}.workflow_status AS w (workflow_uuid, status, name, executor_id, application_version,
+		application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms, workflow_deadline_epoch_ms,
+		created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
+	VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7::BIGINT, 0), NULLIF($8::BIGINT, 0),
+		$9, $9, $9, 'portable_json', $10, $10)
+	ON CONFLICT (workflow_uuid) DO UPDATE SET
+		recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
+		status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
+		executor_id = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.executor_id ELSE w.executor_id END,
+		updated_at = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.updated_at ELSE w.updated_at END
+	RETURNING w.*, (xmax = 0) AS inserted
+), inp AS (
+	INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT $1, $12 FROM ins WHERE ins.inserted
+	ON CONFLICT (workflow_uuid) DO NOTHING
+), dead AS (
+	INSERT INTO {schema}.workflow_output (workflow_uuid, error) SELECT $1, $13 FROM ins WHERE ins.status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
+	ON CONFLICT (workflow_uuid) DO NOTHING
+)
+SELECT s.inserted, COALESCE(s.name, ''), COALESCE(s.status, ''), COALESCE(s.executor_id, ''),
+	COALESCE(s.application_version, ''), COALESCE(s.application_name, ''), COALESCE(s.queue_name, ''),
+	COALESCE(s.serialization, ''), CASE WHEN s.inserted THEN $12 ELSE COALESCE(i.inputs, s.inputs, '') END,
+	COALESCE(o.output, s.output, ''),
+	COALESCE(o.error, s.error, CASE WHEN s.status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' THEN $13 END, ''),
+	COALESCE(s.parent_workflow_id, ''), COALESCE(s.recovery_attempts, 0),
+	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at
+FROM ins s
+	LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
+	LEFT JOIN {schema}.workflow_output o ON o.workflow_uuid = s.workflow_uuid`
+
+// pgFinish records a workflow's outcome in one statement, only if it is
+// still PENDING (not cancelled, not finished by another execution).
+const pgFinish = `WITH u AS (
+	UPDATE {schema}.workflow_status SET status = $2, updated_at = $5, completed_at = $5, deduplication_id = NULL, owner_xid = NULL
+	WHERE workflow_uuid = $1 AND status = 'PENDING' RETURNING workflow_uuid
+)
+INSERT INTO {schema}.workflow_output (workflow_uuid, output, error)
+SELECT workflow_uuid, NULLIF($3, ''), NULLIF($4, '') FROM u
+ON CONFLICT (workflow_uuid) DO UPDATE SET output = EXCLUDED.output, error = EXCLUDED.error`
+
+// cancelTree names a workflow and all its descendants; the cancel statements
+// of both engines update those that have not finished, as DBOS's cancel does.
+const cancelTree = `WITH RECURSIVE tree(id) AS (
+	SELECT $1::TEXT
+	UNION SELECT c.workflow_uuid FROM {schema}.workflow_status c JOIN tree ON c.parent_workflow_id = tree.id
+)`
+
+const cancelSet = `UPDATE {schema}.workflow_status SET status = 'CANCELLED', updated_at = $2, completed_at = $2,
+	started_at_epoch_ms = NULL, queue_name = NULL, deduplication_id = NULL, owner_xid = NULL
+WHERE workflow_uuid IN (SELECT id FROM tree) AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')
+RETURNING workflow_uuid`
+
+const pgCancel = cancelTree + `, c AS (` + cancelSet + `)
+SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`
+
+// sqliteInitStatus is pgInit's upsert alone.
+const sqliteInitStatus = `INSERT INTO workflow_status AS w (workflow_uuid, status, name, executor_id,
+	application_version, application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms,
+	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
+VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10)
+ON CONFLICT (workflow_uuid) DO UPDATE SET
+	recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
+	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
+	executor_id = CASE WHEN w.status = 'PENDING' THEN excluded.executor_id ELSE w.executor_id END,
+	updated_at = CASE WHEN w.status = 'PENDING' THEN excluded.updated_at ELSE w.updated_at END
+RETURNING workflow_uuid`

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	_ "modernc.org/sqlite" // driver "sqlite": pure Go, no cgo
 )
 
@@ -66,19 +65,15 @@ import (
 // sql.TxOptions.Isolation; every SQLite transaction is SERIALIZABLE (one
 // writer at a time, readers on a WAL snapshot), so any requested level is met.
 type SQLite struct {
-	path    string
-	appName string  // application_name of the rows this store writes
-	w       *sql.DB // one connection, BEGIN IMMEDIATE: all writes
-	r       *sql.DB // query_only readers
+	*store
+	path string
+	w    *sql.DB // one connection, BEGIN IMMEDIATE: all writes
+	r    *sql.DB // query_only readers
 }
 
 // busyTimeout bounds how long a connection waits for another process's write
 // lock (or, for readers, for a WAL recovery) before failing with SQLITE_BUSY.
 const busyTimeout = 30 * time.Second
-
-// sqliteMaxVars is the number of bind variables one statement may use on every
-// SQLite build (the historical SQLITE_MAX_VARIABLE_NUMBER default).
-const sqliteMaxVars = 999
 
 // OpenSQLite opens (creating it and its directory if needed) the SQLite file at
 // path, for the application appName. Call Migrate before using the store.
@@ -143,7 +138,9 @@ func OpenSQLite(ctx context.Context, path, appName string) (*SQLite, error) {
 		r.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
-	return &SQLite{path: abs, appName: appName, w: w, r: r}, nil
+	s := &SQLite{path: abs, w: w, r: r}
+	s.store = newStore(sqliteDriver{w: w, r: r}, sqliteDialect, appName)
+	return s, nil
 }
 
 // Path is the absolute path of the database file.
@@ -169,239 +166,23 @@ func (s *SQLite) Close() {
 	s.w.Close()
 }
 
-// sqliteStatements are the canonical queries rendered for SQLite, and the
-// statements only SQLite runs.
-var sqliteQ = buildQueries(dialect{sqlite: true})
+// sqliteDriver writes through the single write connection and reads
+// through the read pool.
+type sqliteDriver struct{ w, r *sql.DB }
 
-var (
-	sqliteInsertStatus = dialect{sqlite: true}.render(`INSERT INTO workflow_status AS w (workflow_uuid, status, name, executor_id,
-	application_version, application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms,
-	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
-VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10)
-ON CONFLICT (workflow_uuid) DO UPDATE SET
-	recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
-	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
-	executor_id = CASE WHEN w.status = 'PENDING' THEN excluded.executor_id ELSE w.executor_id END,
-	updated_at = CASE WHEN w.status = 'PENDING' THEN excluded.updated_at ELSE w.updated_at END
-RETURNING workflow_uuid`)
-	sqliteInsertInputs = `INSERT INTO workflow_input (workflow_uuid, inputs) VALUES (?1, ?2) ON CONFLICT (workflow_uuid) DO NOTHING`
-	sqliteDeadLetter   = `INSERT INTO workflow_output (workflow_uuid, error) VALUES (?1, ?2) ON CONFLICT (workflow_uuid) DO NOTHING`
-	sqliteFinish       = `UPDATE workflow_status SET status = ?2, updated_at = ?3, completed_at = ?3, deduplication_id = NULL, owner_xid = NULL
-WHERE workflow_uuid = ?1 AND status = 'PENDING'`
-	sqliteOutcome = `INSERT INTO workflow_output (workflow_uuid, output, error) VALUES (?1, NULLIF(?2, ''), NULLIF(?3, ''))
-ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excluded.error`
-	sqliteCancel = dialect{sqlite: true}.render(`UPDATE {schema}.workflow_status SET status = 'CANCELLED', updated_at = $2, completed_at = $2,
-	started_at_epoch_ms = NULL, queue_name = NULL, deduplication_id = NULL, owner_xid = NULL
-WHERE workflow_uuid IN (` + cancelTree + ` SELECT id FROM tree) AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')
-RETURNING workflow_uuid`)
-)
+func (d sqliteDriver) writer() querier { return sqlQuerier{d.w} }
+func (d sqliteDriver) reader() querier { return sqlQuerier{d.r} }
 
-// InitWorkflow implements Store in one short transaction on the write
-// connection: the status upsert, the inputs of a new workflow, the error of
-// one it dead-letters, then the row as it stands. (SQLite has no
-// data-modifying CTE; the statements cost no round trip.)
-//
-// SQLite has no xmax, so whether the row was inserted is read off the row: a
-// fresh row is PENDING with recovery_attempts = 1 and created_at = this
-// call's timestamp. An existing row cannot look like that: the conflict
-// branch leaves a non-PENDING row non-PENDING, and turns a PENDING row's
-// count n into n+1, which is 1 only when n = 0 — and no writer creates a
-// PENDING row with a count of 0. The timestamp is a second guard: the
-// conflict branch never writes created_at.
-func (s *SQLite) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, error) {
-	r := ip.Row
-	now := nowMS()
-	res := InitResult{Row: WorkflowRow{ID: r.ID}}
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		var id string
-		if err := tx.QueryRowContext(ctx, sqliteInsertStatus, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
-			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts).Scan(&id); err != nil {
-			return err
-		}
-		if err := scanWorkflow(tx.QueryRowContext(ctx, sqliteQ.workflow, r.ID), &res.Row); err != nil {
-			return err
-		}
-		w := &res.Row
-		res.Inserted = w.Status == StatusPending && w.RecoveryAttempts == 1 && w.CreatedMS == now && w.Inputs == ""
-		if res.Inserted {
-			w.Inputs = r.Inputs
-			if _, err := tx.ExecContext(ctx, sqliteInsertInputs, r.ID, r.Inputs); err != nil {
-				return err
-			}
-		}
-		if w.Status == StatusDeadLetter && w.Error == "" && ip.DeadLetterError != "" {
-			w.Error = ip.DeadLetterError
-			if _, err := tx.ExecContext(ctx, sqliteDeadLetter, r.ID, ip.DeadLetterError); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return res, err
-}
-
-// writeTx runs fn in a transaction on the write connection.
-func (s *SQLite) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+func (d sqliteDriver) inTx(ctx context.Context, fn func(querier) error) error {
+	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(sqlQuerier{tx}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
 	return tx.Commit()
-}
-
-// Steps implements Store.
-func (s *SQLite) Steps(ctx context.Context, workflowID string) ([]StepRow, error) {
-	rows, err := s.r.QueryContext(ctx, sqliteQ.steps, workflowID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []StepRow
-	for rows.Next() {
-		st := StepRow{WorkflowID: workflowID}
-		if err := scanStep(rows, &st); err != nil {
-			return nil, err
-		}
-		out = append(out, st)
-	}
-	return out, rows.Err()
-}
-
-// RecordStep implements Store: one INSERT; only when another execution
-// recorded the step first, a second query reads that outcome.
-func (s *SQLite) RecordStep(ctx context.Context, st StepRow) (StepRow, bool, error) {
-	res, err := s.w.ExecContext(ctx, sqliteQ.recordStep, stepArgs(st, s.appName)...)
-	if err != nil {
-		return StepRow{}, false, err
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return StepRow{}, false, err
-	}
-	if n == 1 {
-		st.Serialization = FormatPortable
-		return st, true, nil
-	}
-	got := StepRow{WorkflowID: st.WorkflowID}
-	// The conflicting row is committed (the INSERT saw it), so any snapshot
-	// taken from now on sees it: the read pool is fine.
-	err = scanStep(s.r.QueryRowContext(ctx, sqliteQ.recordedStep, st.WorkflowID, st.StepID), &got)
-	return got, false, err
-}
-
-// FinishWorkflow implements Store: the status update and, if it applied,
-// the outcome, in one transaction.
-func (s *SQLite) FinishWorkflow(ctx context.Context, id, status, output, errText string) (bool, error) {
-	var done bool
-	err := s.writeTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, sqliteFinish, id, status, nowMS())
-		if err != nil {
-			return err
-		}
-		n, err := res.RowsAffected()
-		if err != nil || n != 1 {
-			return err
-		}
-		done = true
-		_, err = tx.ExecContext(ctx, sqliteOutcome, id, output, errText)
-		return err
-	})
-	return done, err
-}
-
-// Workflow implements Store.
-func (s *SQLite) Workflow(ctx context.Context, id string) (WorkflowRow, error) {
-	w := WorkflowRow{ID: id}
-	err := scanWorkflow(s.r.QueryRowContext(ctx, sqliteQ.workflow, id), &w)
-	if errors.Is(err, sql.ErrNoRows) {
-		return w, ErrNotFound
-	}
-	return w, err
-}
-
-// PendingOtherVersions implements Store.
-func (s *SQLite) PendingOtherVersions(ctx context.Context, executorID, appVersion string) ([]VersionCount, error) {
-	rows, err := s.r.QueryContext(ctx, sqliteQ.otherVersions, executorID, appVersion, s.appName)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	return scanVersionCounts(rows)
-}
-
-// Pending implements Store.
-func (s *SQLite) Pending(ctx context.Context, executorID, appVersion string) ([]WorkflowRow, error) {
-	rows, err := s.r.QueryContext(ctx, sqliteQ.pending, executorID, appVersion, s.appName)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []WorkflowRow
-	for rows.Next() {
-		var w WorkflowRow
-		if err := scanWorkflow(rows, &w, &w.ID); err != nil {
-			return nil, err
-		}
-		out = append(out, w)
-	}
-	return out, rows.Err()
-}
-
-// Cancel implements Store with one UPDATE. SQLite has no NOTIFY: running
-// workflows learn of it by polling Cancelled (see WatchCancellations).
-func (s *SQLite) Cancel(ctx context.Context, id string) (bool, error) {
-	rows, err := s.w.QueryContext(ctx, sqliteCancel, id, nowMS())
-	if err != nil {
-		return false, err
-	}
-	defer rows.Close()
-	found := false
-	for rows.Next() {
-		var got string
-		if err := rows.Scan(&got); err != nil {
-			return false, err
-		}
-		found = found || got == id
-	}
-	return found, rows.Err()
-}
-
-// Cancelled implements Store: one query with a parameterised IN list (split
-// into several queries only past sqliteMaxVars IDs).
-func (s *SQLite) Cancelled(ctx context.Context, ids []string) ([]string, error) {
-	var out []string
-	for len(ids) > 0 {
-		chunk := ids[:min(len(ids), sqliteMaxVars)]
-		ids = ids[len(chunk):]
-		args := make([]any, len(chunk))
-		for i, id := range chunk {
-			args[i] = id
-		}
-		q := `SELECT workflow_uuid FROM workflow_status WHERE status = 'CANCELLED' AND workflow_uuid IN (?` +
-			strings.Repeat(", ?", len(chunk)-1) + `)`
-		rows, err := s.r.QueryContext(ctx, q, args...)
-		if err != nil {
-			return nil, err
-		}
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			out = append(out, id)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // WatchCancellations reports false and delivers nothing: SQLite has no

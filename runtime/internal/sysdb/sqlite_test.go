@@ -93,7 +93,7 @@ func workload(ctx context.Context, s Store, tag string, goroutines, steps int) e
 					return
 				}
 			}
-			if _, err := s.FinishWorkflow(ctx, id, StatusSuccess, `1`, ""); err != nil {
+			if _, err := s.FinishWorkflow(ctx, FinishParams{ID: id, Status: StatusSuccess, Output: `1`, Error: ""}); err != nil {
 				errs <- err
 			}
 		})

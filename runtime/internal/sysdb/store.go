@@ -69,6 +69,19 @@ type InitResult struct {
 	Inserted bool // the workflow did not exist before
 }
 
+// FinishParams is a workflow's outcome.
+type FinishParams struct {
+	ID     string
+	Status string // StatusSuccess or StatusError
+	Output string // encoded result; "" for none
+	Error  string // encoded error; "" for none
+}
+
+// CancelParams names the workflow to cancel with its descendants.
+type CancelParams struct {
+	ID string
+}
+
 // StepRow is one row of operation_outputs.
 type StepRow struct {
 	WorkflowID    string
@@ -104,9 +117,9 @@ type Store interface {
 	// RecordStep records a step outcome. When an outcome is already recorded
 	// under that step ID it is returned instead, with recorded=false.
 	RecordStep(ctx context.Context, s StepRow) (stored StepRow, recorded bool, err error)
-	// FinishWorkflow moves a PENDING workflow to status and records its
-	// outcome; it reports whether the row was PENDING.
-	FinishWorkflow(ctx context.Context, id, status, output, errText string) (bool, error)
+	// FinishWorkflow moves a PENDING workflow to its final status and
+	// records its outcome; it reports whether the row was PENDING.
+	FinishWorkflow(ctx context.Context, p FinishParams) (bool, error)
 	// Workflow returns one workflow's row or ErrNotFound.
 	Workflow(ctx context.Context, id string) (WorkflowRow, error)
 	// Pending lists this application's PENDING workflows of an executor and
@@ -119,7 +132,7 @@ type Store interface {
 	// Cancel moves a workflow that has not finished, and every unfinished
 	// workflow descended from it, to CANCELLED, and tells listeners. It
 	// reports whether the workflow itself changed.
-	Cancel(ctx context.Context, id string) (bool, error)
+	Cancel(ctx context.Context, p CancelParams) (bool, error)
 	// Cancelled returns those of ids whose status is CANCELLED.
 	Cancelled(ctx context.Context, ids []string) ([]string, error)
 	// WatchCancellations calls fn with the ID of every workflow cancelled from

@@ -330,7 +330,7 @@ func TestInitWorkflowExisting(t *testing.T) {
 			t.Run(tc.status, func(t *testing.T) {
 				id := "w-" + tc.status
 				mustInit(t, s, initParams(id))
-				if ok, err := s.FinishWorkflow(ctx, id, tc.status, tc.output, tc.errJSON); err != nil || !ok {
+				if ok, err := s.FinishWorkflow(ctx, FinishParams{ID: id, Status: tc.status, Output: tc.output, Error: tc.errJSON}); err != nil || !ok {
 					t.Fatalf("FinishWorkflow = %v, %v", ok, err)
 				}
 				before, _ := s.Workflow(ctx, id)
@@ -352,7 +352,7 @@ func TestInitWorkflowExisting(t *testing.T) {
 
 		t.Run("CANCELLED", func(t *testing.T) {
 			mustInit(t, s, initParams("c"))
-			if ok, err := s.Cancel(ctx, "c"); err != nil || !ok {
+			if ok, err := s.Cancel(ctx, CancelParams{ID: "c"}); err != nil || !ok {
 				t.Fatalf("Cancel = %v, %v", ok, err)
 			}
 			before, _ := s.Workflow(ctx, "c")
@@ -387,7 +387,7 @@ func TestRecoveryAttemptsAndDeadLetter(t *testing.T) {
 		if again.Row != r.Row {
 			t.Errorf("parked row changed: %+v", again.Row)
 		}
-		if ok, err := s.FinishWorkflow(context.Background(), "r", StatusSuccess, `1`, ""); ok || err != nil {
+		if ok, err := s.FinishWorkflow(context.Background(), FinishParams{ID: "r", Status: StatusSuccess, Output: `1`, Error: ""}); ok || err != nil {
 			t.Errorf("FinishWorkflow on a parked workflow = %v, %v", ok, err)
 		}
 		pend, err := s.Pending(context.Background(), "exec-a", "v1")
@@ -477,11 +477,11 @@ func TestFinishWorkflow(t *testing.T) {
 		ctx := context.Background()
 		s := tg.migrated(t)
 		mustInit(t, s, initParams("f"))
-		ok, err := s.FinishWorkflow(ctx, "f", StatusSuccess, `{"v":1}`, "")
+		ok, err := s.FinishWorkflow(ctx, FinishParams{ID: "f", Status: StatusSuccess, Output: `{"v":1}`, Error: ""})
 		if err != nil || !ok {
 			t.Fatalf("FinishWorkflow = %v, %v", ok, err)
 		}
-		ok, err = s.FinishWorkflow(ctx, "f", StatusError, "", `{"message":"x"}`)
+		ok, err = s.FinishWorkflow(ctx, FinishParams{ID: "f", Status: StatusError, Output: "", Error: `{"message":"x"}`})
 		if err != nil || ok {
 			t.Errorf("second FinishWorkflow = %v, %v; want false", ok, err)
 		}
@@ -489,7 +489,7 @@ func TestFinishWorkflow(t *testing.T) {
 		if err != nil || w.Status != StatusSuccess || w.Output != `{"v":1}` || w.Error != "" {
 			t.Errorf("row = %+v, %v", w, err)
 		}
-		if ok, err := s.FinishWorkflow(ctx, "unknown", StatusSuccess, `1`, ""); ok || err != nil {
+		if ok, err := s.FinishWorkflow(ctx, FinishParams{ID: "unknown", Status: StatusSuccess, Output: `1`, Error: ""}); ok || err != nil {
 			t.Errorf("FinishWorkflow(unknown) = %v, %v", ok, err)
 		}
 	})
@@ -510,7 +510,7 @@ func TestPending(t *testing.T) {
 		mk("a2", "exec-a", "v2")
 		mk("a3", "exec-a", "v1")
 		mk("done", "exec-a", "v1")
-		if _, err := s.FinishWorkflow(ctx, "done", StatusSuccess, `1`, ""); err != nil {
+		if _, err := s.FinishWorkflow(ctx, FinishParams{ID: "done", Status: StatusSuccess, Output: `1`, Error: ""}); err != nil {
 			t.Fatal(err)
 		}
 		mk("a4", "exec-a", "v1")
@@ -545,14 +545,14 @@ func TestCancel(t *testing.T) {
 		for _, id := range []string{"c1", "c2", "run", "done"} {
 			mustInit(t, s, initParams(id))
 		}
-		if _, err := s.FinishWorkflow(ctx, "done", StatusSuccess, `1`, ""); err != nil {
+		if _, err := s.FinishWorkflow(ctx, FinishParams{ID: "done", Status: StatusSuccess, Output: `1`, Error: ""}); err != nil {
 			t.Fatal(err)
 		}
 		for _, tc := range []struct {
 			id   string
 			want bool
 		}{{"c1", true}, {"c2", true}, {"c1", false}, {"done", false}, {"unknown", false}} {
-			if ok, err := s.Cancel(ctx, tc.id); err != nil || ok != tc.want {
+			if ok, err := s.Cancel(ctx, CancelParams{ID: tc.id}); err != nil || ok != tc.want {
 				t.Errorf("Cancel(%s) = %v, %v; want %v", tc.id, ok, err, tc.want)
 			}
 		}
@@ -560,7 +560,7 @@ func TestCancel(t *testing.T) {
 		if w.Status != StatusCancelled || w.Error != "" {
 			t.Errorf("cancelled row %+v", w)
 		}
-		if ok, _ := s.FinishWorkflow(ctx, "c1", StatusSuccess, `1`, ""); ok {
+		if ok, _ := s.FinishWorkflow(ctx, FinishParams{ID: "c1", Status: StatusSuccess, Output: `1`, Error: ""}); ok {
 			t.Error("FinishWorkflow succeeded on a cancelled workflow")
 		}
 		got, err := s.Cancelled(ctx, []string{"c1", "run", "done", "c2", "unknown"})
@@ -608,7 +608,7 @@ func TestWatchCancellations(t *testing.T) {
 		for i := 0; ; i++ {
 			id := fmt.Sprintf("w%d", i)
 			mustInit(t, s, initParams(id))
-			if ok, err := s.Cancel(context.Background(), id); err != nil || !ok {
+			if ok, err := s.Cancel(context.Background(), CancelParams{ID: id}); err != nil || !ok {
 				t.Fatalf("Cancel = %v, %v", ok, err)
 			}
 			cancelled[id] = true
@@ -660,7 +660,7 @@ func TestConcurrentWorkload(t *testing.T) {
 							}
 						}
 					}
-					if ok, err := s.FinishWorkflow(ctx, id, StatusSuccess, `"done"`, ""); err != nil || !ok {
+					if ok, err := s.FinishWorkflow(ctx, FinishParams{ID: id, Status: StatusSuccess, Output: `"done"`, Error: ""}); err != nil || !ok {
 						t.Errorf("%s finish: %v %v", id, ok, err)
 					}
 				})
@@ -743,10 +743,10 @@ func TestCancelCascades(t *testing.T) {
 			p.Row.ParentID = w.parent
 			mustInit(t, s, p)
 		}
-		if _, err := s.FinishWorkflow(ctx, "done-child", StatusSuccess, `1`, ""); err != nil {
+		if _, err := s.FinishWorkflow(ctx, FinishParams{ID: "done-child", Status: StatusSuccess, Output: `1`, Error: ""}); err != nil {
 			t.Fatal(err)
 		}
-		if ok, err := s.Cancel(ctx, "root"); err != nil || !ok {
+		if ok, err := s.Cancel(ctx, CancelParams{ID: "root"}); err != nil || !ok {
 			t.Fatalf("Cancel(root) = %v, %v", ok, err)
 		}
 		want := map[string]string{"root": StatusCancelled, "child": StatusCancelled, "done-child": StatusSuccess,
@@ -756,7 +756,7 @@ func TestCancelCascades(t *testing.T) {
 				t.Errorf("%s: status %q, %v; want %s", id, w.Status, err, st)
 			}
 		}
-		if ok, err := s.Cancel(ctx, "root"); err != nil || ok {
+		if ok, err := s.Cancel(ctx, CancelParams{ID: "root"}); err != nil || ok {
 			t.Errorf("second Cancel(root) = %v, %v; want false", ok, err)
 		}
 	})
@@ -774,7 +774,7 @@ func TestPendingOtherVersions(t *testing.T) {
 			p.Row.ExecutorID, p.Row.AppVersion = w.exec, w.ver
 			mustInit(t, s, p)
 		}
-		if _, err := s.FinishWorkflow(ctx, "done", StatusSuccess, `1`, ""); err != nil {
+		if _, err := s.FinishWorkflow(ctx, FinishParams{ID: "done", Status: StatusSuccess, Output: `1`, Error: ""}); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.PendingOtherVersions(ctx, "exec-a", "v1")

@@ -1,0 +1,110 @@
+package sysdb
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// AppDB is the application database as the transaction algorithm needs it:
+// where a transaction begins, how its outcome is recorded in it and looked
+// up, and whether a failed one lost its connection. What differs between
+// the engines lives here, so the algorithm (the engine's RunTransaction)
+// is written once.
+type AppDB struct {
+	rw, ro *sqlx.DB // ro: lookups and read-only transactions
+	sqlite bool
+	same   bool // the system database: one commit holds the writes and the checkpoint
+	rec    TxRecorder
+	close  func()
+}
+
+// AppOnSQLite uses the system store's own file as the application database.
+// Its write pool has one connection: a transaction holding it is the
+// process's write lock on the file (see SQLite).
+func AppOnSQLite(ctx context.Context, s *SQLite) (*AppDB, error) {
+	a := &AppDB{rw: sqlx.NewDb(s.WriteDB(), "sqlite"), ro: sqlx.NewDb(s.ReadDB(), "sqlite"), sqlite: true, same: true,
+		rec: NewTxRecorder(true, "", true, s.appName), close: func() {}}
+	return a, a.rec.Prepare(ctx, s.WriteDB())
+}
+
+// OpenSQLiteApp opens an SQLite application database of its own and creates
+// dbosgen's table in it.
+func OpenSQLiteApp(ctx context.Context, path string) (*AppDB, error) {
+	s, err := OpenSQLite(ctx, path, "")
+	if err != nil {
+		return nil, err
+	}
+	a := &AppDB{rw: sqlx.NewDb(s.WriteDB(), "sqlite"), ro: sqlx.NewDb(s.ReadDB(), "sqlite"), sqlite: true,
+		rec: NewTxRecorder(true, "", false, ""), close: s.Close}
+	if err = MigrateSQLiteApp(ctx, s.WriteDB()); err == nil {
+		err = a.rec.Prepare(ctx, s.WriteDB())
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// PostgresApp uses db (database/sql over pgx) as the application database;
+// same says it is the system database, else dbosgen's table is created in
+// schema. closeFn releases what db runs on.
+func PostgresApp(ctx context.Context, db *sql.DB, schema, appName string, same bool, closeFn func()) (*AppDB, error) {
+	x := sqlx.NewDb(db, "pgx")
+	a := &AppDB{rw: x, ro: x, same: same, rec: NewTxRecorder(false, schema, same, appName), close: closeFn}
+	if !same {
+		if err := MigratePostgresApp(ctx, db, schema); err != nil {
+			closeFn()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// DB is the read-write handle, for the user's own queries and migrations.
+func (a *AppDB) DB() *sqlx.DB { return a.rw }
+
+// SameAsSystem reports whether this is the system database.
+func (a *AppDB) SameAsSystem() bool { return a.same }
+
+// Begin starts a transaction. SQLite is serializable whatever is asked (its
+// driver takes no levels), and read-only transactions run on its read pool,
+// beside the writer.
+func (a *AppDB) Begin(ctx context.Context, iso sql.IsolationLevel, readOnly bool) (*sqlx.Tx, error) {
+	if !a.sqlite {
+		return a.rw.BeginTxx(ctx, &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
+	}
+	if readOnly {
+		return a.ro.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true})
+	}
+	return a.rw.BeginTxx(ctx, nil)
+}
+
+// Record inserts a transaction's outcome in its own transaction; false means
+// one was recorded already.
+func (a *AppDB) Record(ctx context.Context, tx *sqlx.Tx, s StepRow) (bool, error) {
+	return a.rec.Record(ctx, tx.Tx, s)
+}
+
+// Lookup reads a recorded outcome, on the read handle.
+func (a *AppDB) Lookup(ctx context.Context, workflowID string, stepID int) (StepRow, bool, error) {
+	return a.rec.Lookup(ctx, a.ro, workflowID, stepID)
+}
+
+// ConnectionLost reports whether tx's connection is gone, so that an error
+// the function returned is a lost connection, not its outcome. An embedded
+// SQLite file has no connection to lose.
+func (a *AppDB) ConnectionLost(ctx context.Context, tx *sqlx.Tx) bool {
+	if a.sqlite {
+		return false
+	}
+	_, err := tx.ExecContext(ctx, "SELECT 1")
+	return err != nil && (IsTransient(err) || errors.Is(err, driver.ErrBadConn))
+}
+
+// Close releases the handles this AppDB opened.
+func (a *AppDB) Close() { a.close() }

@@ -1,0 +1,189 @@
+package sysdb
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// store is the Store's operations, written once over a driver: Postgres and
+// SQLite embed it and add what only they have (opening, migrating,
+// notifications).
+type store struct {
+	d       engineDriver
+	dl      dialect
+	q       queries
+	appName string // application_name of the rows this store writes and recovers
+}
+
+func newStore(d engineDriver, dl dialect, appName string) *store {
+	return &store{d: d, dl: dl, q: buildQueries(dl), appName: appName}
+}
+
+// InitWorkflow implements Store. On PostgreSQL it is one data-modifying CTE
+// (pgInit); on SQLite, which has none, a short transaction of the same
+// statements on the single write connection (no round trips to save).
+func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, error) {
+	r := ip.Row
+	now := nowMS()
+	res := InitResult{Row: WorkflowRow{ID: r.ID}}
+	if s.dl.cte {
+		row := s.d.writer().QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName, r.ParentID,
+			r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, ip.DeadLetterError)
+		if err := scanWorkflow(row, &res.Row, &res.Inserted); err != nil || res.Inserted || res.Row.Inputs != "" {
+			return res, err
+		}
+		// The row was inserted by a transaction that committed while this
+		// statement ran: the upsert saw it, but the statement's snapshot
+		// does not show its inputs. Read them again (only in that race);
+		// the status and count the upsert returned are the latest.
+		w, err := s.Workflow(ctx, r.ID)
+		if err == nil {
+			res.Row.Inputs = w.Inputs
+			if res.Row.Status != StatusPending {
+				res.Row.Output, res.Row.Error = w.Output, w.Error
+			}
+		}
+		return res, err
+	}
+	err := s.d.inTx(ctx, func(tx querier) error {
+		if _, err := tx.Exec(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
+			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts); err != nil {
+			return err
+		}
+		if err := scanWorkflow(tx.QueryRow(ctx, s.q.workflow, r.ID), &res.Row); err != nil {
+			return err
+		}
+		// No xmax on SQLite: a fresh row is PENDING, counted once, created
+		// by this call and without inputs. An existing row cannot look like
+		// that: the conflict branch never writes created_at, and turns a
+		// PENDING count n into n+1, which is 1 only when n = 0, which no
+		// writer of PENDING rows leaves.
+		w := &res.Row
+		res.Inserted = w.Status == StatusPending && w.RecoveryAttempts == 1 && w.CreatedMS == now && w.Inputs == ""
+		if res.Inserted {
+			w.Inputs = r.Inputs
+			if _, err := tx.Exec(ctx, s.q.insertInputs, r.ID, r.Inputs); err != nil {
+				return err
+			}
+		}
+		if w.Status == StatusDeadLetter && w.Error == "" && ip.DeadLetterError != "" {
+			w.Error = ip.DeadLetterError
+			if _, err := tx.Exec(ctx, s.q.deadLetter, r.ID, ip.DeadLetterError); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return res, err
+}
+
+// FinishWorkflow implements Store: one CTE on PostgreSQL, the status update
+// and the outcome in one transaction on SQLite.
+func (s *store) FinishWorkflow(ctx context.Context, p FinishParams) (bool, error) {
+	now := nowMS()
+	if s.dl.cte {
+		n, err := s.d.writer().Exec(ctx, s.q.finish, p.ID, p.Status, p.Output, p.Error, now)
+		return n == 1, err
+	}
+	var done bool
+	err := s.d.inTx(ctx, func(tx querier) error {
+		n, err := tx.Exec(ctx, s.q.finish, p.ID, p.Status, now)
+		if err != nil || n != 1 {
+			return err
+		}
+		done = true
+		_, err = tx.Exec(ctx, s.q.outcome, p.ID, p.Output, p.Error)
+		return err
+	})
+	return done, err
+}
+
+// Workflow implements Store.
+func (s *store) Workflow(ctx context.Context, id string) (WorkflowRow, error) {
+	w := WorkflowRow{ID: id}
+	err := scanWorkflow(s.d.reader().QueryRow(ctx, s.q.workflow, id), &w)
+	if isNoRows(err) {
+		return w, ErrNotFound
+	}
+	return w, err
+}
+
+// Pending implements Store.
+func (s *store) Pending(ctx context.Context, executorID, appVersion string) ([]WorkflowRow, error) {
+	rs, err := s.d.reader().Query(ctx, s.q.pending, executorID, appVersion, s.appName)
+	return collect(rs, err, func(r rows, w *WorkflowRow) error { return scanWorkflow(r, w, &w.ID) })
+}
+
+// PendingOtherVersions implements Store.
+func (s *store) PendingOtherVersions(ctx context.Context, executorID, appVersion string) ([]VersionCount, error) {
+	rs, err := s.d.reader().Query(ctx, s.q.otherVersions, executorID, appVersion, s.appName)
+	return collect(rs, err, func(r rows, v *VersionCount) error { return r.Scan(&v.Version, &v.Count) })
+}
+
+// Cancel implements Store: one statement that also, on PostgreSQL, tells
+// listeners (see CancelChannel).
+func (s *store) Cancel(ctx context.Context, p CancelParams) (bool, error) {
+	rs, err := s.d.writer().Query(ctx, s.q.cancel, p.ID, nowMS())
+	ids, err := collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
+	return slices.Contains(ids, p.ID), err
+}
+
+// Cancelled implements Store: one query with a parameterised IN list (split
+// only past maxInList IDs).
+func (s *store) Cancelled(ctx context.Context, ids []string) ([]string, error) {
+	var out []string
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), maxInList)]
+		ids = ids[len(chunk):]
+		args := make([]any, len(chunk))
+		marks := make([]string, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+			marks[i] = s.dl.param(i + 1)
+		}
+		q := s.dl.render(`SELECT workflow_uuid FROM {schema}.workflow_status WHERE status = 'CANCELLED' AND workflow_uuid IN (` +
+			strings.Join(marks, ", ") + `)`)
+		rs, err := s.d.reader().Query(ctx, q, args...)
+		got, err := collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// maxInList is the number of bind variables one statement may use on every
+// SQLite build (the historical SQLITE_MAX_VARIABLE_NUMBER default).
+const maxInList = 999
+
+// Steps implements Store.
+func (s *store) Steps(ctx context.Context, workflowID string) ([]StepRow, error) {
+	rs, err := s.d.reader().Query(ctx, s.q.steps, workflowID)
+	return collect(rs, err, func(r rows, st *StepRow) error {
+		st.WorkflowID = workflowID
+		return scanStep(r, st)
+	})
+}
+
+// RecordStep implements Store: one INSERT; only when another execution
+// recorded the step first, a second query reads that outcome.
+func (s *store) RecordStep(ctx context.Context, st StepRow) (StepRow, bool, error) {
+	n, err := s.d.writer().Exec(ctx, s.q.recordStep, stepArgs(st, s.appName)...)
+	if err != nil {
+		return StepRow{}, false, err
+	}
+	if n == 1 {
+		st.Serialization = FormatPortable
+		return st, true, nil
+	}
+	// Another execution recorded this step first: its outcome is the one the
+	// workflow must see. It is committed (the INSERT saw it), so the reader
+	// sees it too.
+	got := StepRow{WorkflowID: st.WorkflowID}
+	err = scanStep(s.d.reader().QueryRow(ctx, s.q.recordedStep, st.WorkflowID, st.StepID), &got)
+	return got, false, err
+}
