@@ -189,6 +189,10 @@ func runStepAt[R any](ctx context.Context, wf *workflowState, id int, opts *Step
 		var zero R
 		return zero, refuse(halt, "dbos: step "+opts.Name)
 	}
+	if err := wf.kitCheck(id); err != nil {
+		var zero R
+		return zero, err
+	}
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)
 	}

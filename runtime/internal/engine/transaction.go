@@ -142,6 +142,9 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		return zero, refuse(halt, "dbos: transaction "+opts.Name)
 	}
 	id := wf.nextStepID()
+	if err := wf.kitCheck(id); err != nil {
+		return zero, err
+	}
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)
 	}

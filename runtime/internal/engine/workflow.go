@@ -86,6 +86,9 @@ func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R],
 		// A child is a step of its parent: it takes a step ID, and its ID is
 		// derived from the parent's so a replay finds the same child.
 		stepID = parent.nextStepID()
+		if err := parent.kitCheck(stepID); err != nil {
+			return nil, err
+		}
 		if rec, ok := parent.recorded[stepID]; ok {
 			if rec.Name != w.opts.Name {
 				return nil, parent.abort(&NondeterministicError{WorkflowID: parent.id, StepID: stepID, Recorded: rec.Name, Called: w.opts.Name})
@@ -94,6 +97,9 @@ func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R],
 		}
 		if id == "" {
 			id = fmt.Sprintf("%s-%d", parent.id, stepID)
+		}
+		if h, ok := kitChild[R](parent, id); ok {
+			return h, nil
 		}
 	}
 	if id == "" {
@@ -252,7 +258,7 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		return h, nil
 	}
 
-	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name, deadlineMS: cur.DeadlineMS, format: cur.Serialization}
+	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name, deadlineMS: cur.DeadlineMS, format: cur.Serialization, kit: kitStart(p)}
 	a, _ := p.args.(A)
 	if !res.Inserted || !fresh {
 		// Not the first execution: run from the recorded inputs and outcomes.
@@ -375,6 +381,9 @@ func (rt *Runtime) workflowContext(caller context.Context, ex *execution, wf *wo
 
 // conclude records a finished body's outcome and returns what callers see.
 func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
+	if err := wf.kitConclude(); err != nil {
+		return nil, err
+	}
 	if abort := wf.aborted(); abort != nil {
 		if errors.Is(abort, ErrDatabase) || errors.Is(abort, ErrCorruptRecord) {
 			// The outcome cannot be recorded now, or a record needs repair:
