@@ -285,3 +285,18 @@ func staticCallee(info *types.Info, call *ast.CallExpr) *types.Func {
 	}
 	return nil
 }
+
+// isLogger reports whether t is a *slog.Logger or *log.Logger (or one by
+// value): a logger set up by main is read by workflows to log, which never
+// changes their path.
+func isLogger(t types.Type) bool {
+	if p, ok := t.(*types.Pointer); ok {
+		t = p.Elem()
+	}
+	n, ok := types.Unalias(t).(*types.Named)
+	if !ok || n.Obj().Pkg() == nil || n.Obj().Name() != "Logger" {
+		return false
+	}
+	path := n.Obj().Pkg().Path()
+	return path == "log/slog" || path == "log"
+}

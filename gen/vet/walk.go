@@ -242,7 +242,7 @@ func (w *walker) ident(id *ast.Ident) {
 		w.effect(id.Pos(), r.kind, fmt.Sprintf("%s %s: %s", w.c.varName(v), r.does, r.instead))
 		return
 	}
-	if at, ok := w.c.mutable(v); ok {
+	if at, ok := w.c.mutable(v); ok && !isLogger(v.Type()) {
 		w.effect(id.Pos(), KindPackageVar, fmt.Sprintf(varReadMsg, w.c.varName(v), at))
 	}
 }
