@@ -48,9 +48,9 @@ func NewPostgres(pool *pgxpool.Pool, schema, appName string) *Postgres {
 const pgInit = `WITH ins AS (
 	INSERT INTO {schema}.workflow_status AS w (workflow_uuid, status, name, executor_id, application_version,
 		application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms, workflow_deadline_epoch_ms,
-		created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
+		created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid, attributes)
 	VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7::BIGINT, 0), NULLIF($8::BIGINT, 0),
-		$9, $9, $9, 'portable_json', $10, $10)
+		$9, $9, $9, 'portable_json', $10, $10, NULLIF($14::TEXT, '')::JSONB)
 	ON CONFLICT (workflow_uuid) DO UPDATE SET
 		recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
 		status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
@@ -70,7 +70,8 @@ SELECT s.inserted, COALESCE(s.name, ''), COALESCE(s.status, ''), COALESCE(s.exec
 	COALESCE(o.output, s.output, ''),
 	COALESCE(o.error, s.error, CASE WHEN s.status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' THEN $13 END, ''),
 	COALESCE(s.parent_workflow_id, ''), COALESCE(s.recovery_attempts, 0),
-	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at
+	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at,
+	COALESCE(s.attributes::TEXT, '')
 FROM ins s
 	LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
 	LEFT JOIN {schema}.workflow_output o ON o.workflow_uuid = s.workflow_uuid`
@@ -116,7 +117,7 @@ func (p *Postgres) InitWorkflow(ctx context.Context, ip InitParams) (InitResult,
 	r := ip.Row
 	res := InitResult{Row: WorkflowRow{ID: r.ID}}
 	row := p.pool.QueryRow(ctx, p.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, p.appName, r.ParentID,
-		r.TimeoutMS, r.DeadlineMS, nowMS(), uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, ip.DeadLetterError)
+		r.TimeoutMS, r.DeadlineMS, nowMS(), uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, ip.DeadLetterError, r.Attributes)
 	if err := scanWorkflow(row, &res.Row, &res.Inserted); err != nil || res.Inserted || res.Row.Inputs != "" {
 		return res, err
 	}

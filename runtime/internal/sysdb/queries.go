@@ -18,7 +18,8 @@ const wfColumns = `COALESCE(s.name, ''), COALESCE(s.status, ''), COALESCE(s.exec
 	COALESCE(s.application_version, ''), COALESCE(s.application_name, ''), COALESCE(s.queue_name, ''),
 	COALESCE(s.serialization, ''), COALESCE(i.inputs, s.inputs, ''), COALESCE(o.output, s.output, ''),
 	COALESCE(o.error, s.error, ''), COALESCE(s.parent_workflow_id, ''), COALESCE(s.recovery_attempts, 0),
-	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at`
+	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at,
+	COALESCE(s.attributes::TEXT, '')`
 
 const wfFrom = `{schema}.workflow_status s
 	LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
@@ -31,7 +32,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanWorkflow(r scanner, w *WorkflowRow, lead ...any) error {
 	return r.Scan(append(lead, &w.Name, &w.Status, &w.ExecutorID, &w.AppVersion, &w.AppName, &w.QueueName,
 		&w.Serialization, &w.Inputs, &w.Output, &w.Error, &w.ParentID, &w.RecoveryAttempts,
-		&w.TimeoutMS, &w.DeadlineMS, &w.CreatedMS, &w.UpdatedMS)...)
+		&w.TimeoutMS, &w.DeadlineMS, &w.CreatedMS, &w.UpdatedMS, &w.Attributes)...)
 }
 
 const stepColumns = `function_id, function_name, COALESCE(output, ''), COALESCE(error, ''), COALESCE(child_workflow_id, ''),

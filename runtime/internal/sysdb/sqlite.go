@@ -176,8 +176,9 @@ var sqliteQ = buildQueries(dialect{sqlite: true})
 var (
 	sqliteInsertStatus = dialect{sqlite: true}.render(`INSERT INTO workflow_status AS w (workflow_uuid, status, name, executor_id,
 	application_version, application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms,
-	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
-VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10)
+	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid, attributes)
+VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10,
+	NULLIF($12, ''))
 ON CONFLICT (workflow_uuid) DO UPDATE SET
 	recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
 	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
@@ -215,7 +216,7 @@ func (s *SQLite) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, e
 	err := s.writeTx(ctx, func(tx *sql.Tx) error {
 		var id string
 		if err := tx.QueryRowContext(ctx, sqliteInsertStatus, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
-			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts).Scan(&id); err != nil {
+			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Attributes).Scan(&id); err != nil {
 			return err
 		}
 		if err := scanWorkflow(tx.QueryRowContext(ctx, sqliteQ.workflow, r.ID), &res.Row); err != nil {
