@@ -2,6 +2,8 @@ package engine_test
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -230,6 +232,103 @@ func TestObserverOutsideWorkflow(t *testing.T) {
 		}
 		if last := ends[1]; last.Exhausted == nil || last.Exhausted.MaxAttempts != 2 || len(last.Exhausted.Errors) != 2 {
 			t.Fatalf("last attempt: Exhausted = %+v", last.Exhausted)
+		}
+	})
+}
+
+// carrierObserver stores the "trace" value of the starting context as its
+// trace carrier, and puts "wf:<id>" there for the workflow's body, so a
+// child's carrier names its parent.
+type carrierObserver struct {
+	obsRecorder
+}
+
+type traceKey struct{}
+
+func (o *carrierObserver) TraceCarrier(ctx context.Context) map[string]string {
+	v, _ := ctx.Value(traceKey{}).(string)
+	if v == "" {
+		return nil
+	}
+	return map[string]string{"traceparent": v, "": "dropped"}
+}
+
+func (o *carrierObserver) WorkflowStarted(ctx context.Context, e dbos.WorkflowExecution) context.Context {
+	o.add(e, "wf-start %s recovered=%v carrier=%v", e.ID, e.Recovered, e.TraceCarrier)
+	return context.WithValue(ctx, traceKey{}, "wf:"+e.ID)
+}
+
+// The caller's trace context is stored with the workflow at its start (in
+// DBOS's attributes column, under dbosgen's key) and handed back to the
+// observer when the workflow is recovered; a child's is its parent's body's.
+// What cannot be stored is dropped without failing the start, and
+// attributes written by other tools are ignored.
+func TestObserverTraceCarrier(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, url string) {
+		o := &carrierObserver{obsRecorder{name: "c"}}
+		withObs := func(c *dbos.Config) { c.Observer = o }
+		var c counter
+		in := setBody(t, func(ctx context.Context, in input) (string, error) {
+			if in.N == 1 {
+				return "child", nil
+			}
+			child := in
+			child.N = 1
+			if _, err := testWF.Run(ctx, child); err != nil {
+				return "", err
+			}
+			id, _ := dbos.WorkflowID(ctx)
+			if c.inc(id) == 1 {
+				<-ctx.Done()
+				return "", ctx.Err()
+			}
+			return "done", nil
+		})
+		rt, ctx := launch(t, url, withObs)
+		traced := context.WithValue(ctx, traceKey{}, "00-trace-one")
+		must(testWF.Start(dbos.WithWorkflowID(traced, "tc"), in))
+		must(testWF.Start(dbos.WithWorkflowID(context.WithValue(ctx, traceKey{}, "bad\x00value"), "tc-nul"), in))
+		must(testWF.Start(dbos.WithWorkflowID(ctx, "tc-foreign"), in))
+		waitFor(t, "three bodies", func() bool { return c.get("tc") == 1 && c.get("tc-nul") == 1 && c.get("tc-foreign") == 1 })
+		attrs := func(id string) string {
+			var s sql.NullString
+			q := "SELECT attributes FROM workflow_status WHERE workflow_uuid = ?"
+			if rt.AppDB().DriverName() == "pgx" {
+				q = "SELECT attributes::TEXT FROM dbos.workflow_status WHERE workflow_uuid = $1"
+			}
+			if err := rt.AppDB().Get(&s, q, id); err != nil {
+				t.Fatalf("attributes of %s: %v", id, err)
+			}
+			return s.String
+		}
+		for id, want := range map[string]string{"tc": "00-trace-one", "tc-1": "wf:tc", "tc-nul": "", "tc-foreign": ""} {
+			var got map[string]map[string]string
+			if a := attrs(id); a != "" {
+				must(struct{}{}, json.Unmarshal([]byte(a), &got))
+			}
+			if tc := got["dbosgen.trace_context"]; tc["traceparent"] != want || len(tc) > 1 {
+				t.Errorf("attributes of %s: %v; want traceparent %q only", id, got, want)
+			}
+		}
+		execSQL(t, rt, `UPDATE {dbos}workflow_status SET attributes = '{"owner": "ops"}' WHERE workflow_uuid = 'tc-foreign'`)
+		shutdown(t, rt)
+
+		o.events = nil
+		_, ctx = launch(t, url, withObs)
+		for _, id := range []string{"tc", "tc-nul", "tc-foreign"} {
+			h := must(dbos.RetrieveWorkflow[string](ctx, id))
+			if v := must(h.Result(ctx)); v != "done" {
+				t.Fatalf("%s: %q", id, v)
+			}
+		}
+		for _, want := range []string{
+			"wf-start tc recovered=true carrier=map[traceparent:00-trace-one]",
+			"wf-start tc-nul recovered=true carrier=map[]",
+			"wf-start tc-foreign recovered=true carrier=map[]",
+		} {
+			if len(o.lines(want)) != 1 {
+				t.Errorf("no event %q in\n\t%s", want, strings.Join(o.lines(""), "\n\t"))
+			}
 		}
 	})
 }

@@ -208,6 +208,10 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		row.TimeoutMS = w.opts.Timeout.Milliseconds()
 		row.DeadlineMS = now.Add(w.opts.Timeout).UnixMilli()
 	}
+	if fresh {
+		// A recovery's row exists, and keeps the trace context it has.
+		row.Attributes = rt.traceAttributes(p.ctx)
+	}
 	if d := p.parentDeadlineMS; d > 0 && (row.DeadlineMS == 0 || d < row.DeadlineMS) {
 		// Recorded on the child's row, so the bound holds wherever and
 		// whenever the child runs again.
@@ -245,7 +249,7 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		// This start parked it: InitWorkflow touches updated_at only of a
 		// PENDING row, so a row parked before this call is older.
 		rt.obs.WorkflowParked(p.ctx, WorkflowParked{ID: p.id, Name: w.opts.Name, Status: cur.Status,
-			Executions: cur.RecoveryAttempts - 1, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts})
+			Executions: cur.RecoveryAttempts - 1, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts, TraceCarrier: traceCarrierOf(cur.Attributes)})
 	}
 	if cur.Status != sysdb.StatusPending {
 		v, err := outcome[R](cur)
@@ -272,6 +276,11 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 
 	exe := WorkflowExecution{ID: p.id, Name: w.opts.Name, ParentID: cur.ParentID, ExecutorID: rt.cfg.ExecutorID,
 		AppVersion: rt.cfg.ApplicationVersion, Recovered: !res.Inserted, Attempt: cur.RecoveryAttempts, Queue: cur.QueueName}
+	if exe.Recovered {
+		// Not the caller's execution: it continues the trace of the call
+		// that first started the workflow.
+		exe.TraceCarrier = traceCarrierOf(cur.Attributes)
+	}
 	octx := rt.obs.WorkflowStarted(p.ctx, exe)
 	ctx, stop := rt.workflowContext(octx, ex, wf, cur.DeadlineMS)
 	go func() {
