@@ -830,3 +830,38 @@ func sameJSON(t *testing.T, a, b string) bool {
 	}
 	return reflect.DeepEqual(x, y)
 }
+
+// Each engine's errors are classified by the engine that raised them.
+func TestErrorClassification(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "c.sqlite")
+	a, err := OpenSQLite(ctx, path, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.WriteDB().Exec(`CREATE TABLE t (x INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	// A second connection that may not wait: the first holds the write lock.
+	b, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tx, err := a.WriteDB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`INSERT INTO t VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Exec(`INSERT INTO t VALUES (2)`)
+	if err == nil || !IsTransient(err) || IsSerializationFailure(err) {
+		t.Errorf("SQLITE_BUSY %v: transient %v, serialization failure %v; want transient only", err, IsTransient(err), IsSerializationFailure(err))
+	}
+	if err := errors.New("syntax error"); IsTransient(err) || IsSerializationFailure(err) {
+		t.Error("a plain error classified as retryable")
+	}
+}
