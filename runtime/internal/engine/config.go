@@ -79,6 +79,10 @@ type Config struct {
 	// schema is ready and before Launch resumes any workflow: create or
 	// migrate your own tables here, so recovered workflows find them.
 	Setup func(ctx context.Context, appDB *sqlx.DB) error
+	// ListenQueues names the queues (see NewQueue) this executor runs
+	// workflows from. Default: every queue declared in the binary. DBOS's
+	// internal queue (resume, fork) is served either way.
+	ListenQueues []string
 
 	tracer pgx.QueryTracer // statement counting in tests
 }

@@ -70,7 +70,7 @@ func (h *WorkflowHandle[R]) Result(ctx context.Context) (R, error) {
 			return zero, fmt.Errorf("%w: %s", ErrWorkflowNotFound, h.id)
 		case err != nil && !sysdb.IsTransient(err):
 			return zero, errorf(ErrDatabase, err, "dbos: reading the status of workflow %s", h.id)
-		case err == nil && row.Status != sysdb.StatusPending:
+		case err == nil && row.Status != sysdb.StatusPending && !queued(row.Status):
 			v, err := outcome[R](row)
 			return typed[R](h.id, v, err)
 		}

@@ -34,6 +34,7 @@ type Runtime struct {
 	wg               sync.WaitGroup
 	recoveryProblems []error
 	txRetries        atomic.Int64
+	queueRunner      atomic.Pointer[queueRunner] // see queuerunner.go
 }
 
 var launched struct {
@@ -122,6 +123,10 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 	launched.list = append(launched.list, rt)
 	launched.Unlock()
 	if err := rt.recoverPending(ctx); err != nil {
+		_ = rt.Shutdown(context.Background())
+		return nil, err
+	}
+	if err := rt.startQueues(rc.ListenQueues); err != nil {
 		_ = rt.Shutdown(context.Background())
 		return nil, err
 	}
