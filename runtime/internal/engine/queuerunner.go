@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
@@ -28,10 +29,11 @@ var (
 
 type queueRunner struct {
 	rt     *Runtime
-	queues []*Queue
-	served map[string]bool
+	queues map[string]*Queue // served, by name
 	wake   chan struct{}
 	poll   time.Duration
+	mu     sync.Mutex
+	due    map[string]bool // queues to dequeue from in the next round
 }
 
 // startQueues starts the runtime's queue runner. Called by Launch, after
@@ -45,15 +47,11 @@ func (rt *Runtime) startQueues(listen []string) error {
 	if !ok {
 		return nil
 	}
-	r := &queueRunner{rt: rt, queues: qs, served: map[string]bool{}, wake: make(chan struct{}, 1), poll: sqliteQueuePoll}
+	r := &queueRunner{rt: rt, queues: map[string]*Queue{}, due: map[string]bool{}, wake: make(chan struct{}, 1), poll: sqliteQueuePoll}
 	for _, q := range qs {
-		r.served[q.name] = true
+		r.queues[q.name] = q
 	}
-	if qr.WatchQueues(func(name string) {
-		if r.served[name] {
-			r.signal()
-		}
-	}) {
+	if qr.WatchQueues(r.signal) {
 		r.poll = pgQueuePoll
 	}
 	rt.queueRunner.Store(r)
@@ -65,7 +63,15 @@ func (rt *Runtime) startQueues(listen []string) error {
 	return nil
 }
 
-func (r *queueRunner) signal() {
+// signal marks a queue for the next round and wakes the runner; queues this
+// executor does not serve are ignored.
+func (r *queueRunner) signal(name string) {
+	if r.queues[name] == nil {
+		return
+	}
+	r.mu.Lock()
+	r.due[name] = true
+	r.mu.Unlock()
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -74,40 +80,58 @@ func (r *queueRunner) signal() {
 
 // wakeQueue wakes this runtime's runner after an enqueue to name.
 func (rt *Runtime) wakeQueue(name string) {
-	if r := rt.queueRunner.Load(); r != nil && r.served[name] {
-		r.signal()
+	if r := rt.queueRunner.Load(); r != nil {
+		r.signal(name)
 	}
 }
 
 func (r *queueRunner) run(qr sysdb.Queuer) {
 	ctx := r.rt.ctx
-	t := time.NewTimer(0)
+	t := time.NewTicker(r.poll)
 	defer t.Stop()
+	r.pollQueues(ctx, qr) // whatever waits from before Launch
 	for {
+		for r.round(ctx, qr) && ctx.Err() == nil {
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
 		case <-t.C:
+			r.pollQueues(ctx, qr)
 		}
-		for r.round(ctx, qr) && ctx.Err() == nil {
-		}
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
-		}
-		t.Reset(r.poll)
 	}
 }
 
-// round dequeues once from every served queue (every partition of a
-// partitioned one) and starts what it claimed; it reports whether some
-// dequeue came back full, so more may be waiting.
+// pollQueues marks the served queues that have runnable rows due.
+func (r *queueRunner) pollQueues(ctx context.Context, qr sysdb.Queuer) {
+	names, err := qr.RunnableQueues(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.rt.log.Warn("dbos: listing queues with work failed; retrying on the next poll", "error", err)
+		}
+		return
+	}
+	r.mu.Lock()
+	for _, n := range names {
+		if r.queues[n] != nil {
+			r.due[n] = true
+		}
+	}
+	r.mu.Unlock()
+}
+
+// round dequeues once from every due queue (every partition of a
+// partitioned one) and starts what it claimed; it reports whether a queue
+// is due again (a dequeue came back full, so more may be waiting).
 func (r *queueRunner) round(ctx context.Context, qr sysdb.Queuer) (more bool) {
+	r.mu.Lock()
+	due := r.due
+	r.due = map[string]bool{}
+	r.mu.Unlock()
 	rt := r.rt
-	for _, q := range r.queues {
+	for name := range due {
+		q := r.queues[name]
 		keys := []string{""}
 		if q.opts.Partitioned {
 			var err error
@@ -127,9 +151,14 @@ func (r *queueRunner) round(ctx context.Context, qr sysdb.Queuer) (more bool) {
 				continue
 			}
 			for _, row := range rows {
-				r.runDequeued(row)
+				r.runDequeued(q, row)
 			}
-			more = more || len(rows) == dequeueBatch
+			if len(rows) == dequeueBatch {
+				r.mu.Lock()
+				r.due[name] = true
+				r.mu.Unlock()
+				more = true
+			}
 		}
 	}
 	return more
@@ -150,19 +179,20 @@ type claimedRunner interface {
 // binary cannot run stays PENDING on this executor, reported like a
 // recovery problem, for a binary that can (DBOS's semantics for a recovered
 // workflow of unknown name).
-func (r *queueRunner) runDequeued(row sysdb.Dequeued) {
+func (r *queueRunner) runDequeued(q *Queue, row sysdb.Dequeued) {
 	rt := r.rt
 	var err error
 	if w, ok := lookupWorkflow(row.Name); !ok {
 		err = fmt.Errorf("%w: dequeued workflow %s: no workflow named %q in this binary (left PENDING)", ErrUnknownWorkflow, row.ID, row.Name)
 	} else if cr, ok := w.(claimedRunner); ok {
 		var done <-chan struct{}
-		if done, err = cr.runClaimed(rt, row); err == nil {
+		limited := q.opts.WorkerConcurrency > 0 || q.opts.GlobalConcurrency > 0 || q.opts.PartitionConcurrency > 0
+		if done, err = cr.runClaimed(rt, row); err == nil && limited {
 			// A slot of the queue frees when it ends: look again.
 			go func() {
 				select {
 				case <-done:
-					r.signal()
+					r.signal(q.name)
 				case <-rt.ctx.Done():
 				}
 			}()

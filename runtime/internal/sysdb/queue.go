@@ -78,6 +78,10 @@ type Queuer interface {
 	// now stand (PENDING, with inputs, started now, deadline set from the
 	// timeout): one transaction.
 	Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error)
+	// RunnableQueues lists the queues that have runnable rows (ENQUEUED, or
+	// DELAYED past their delay): one cheap read, so an idle executor's poll
+	// costs one statement whatever the number of queues.
+	RunnableQueues(ctx context.Context) ([]string, error)
 	// PartitionKeys lists the partition keys of a queue's runnable rows.
 	PartitionKeys(ctx context.Context, queue string) ([]string, error)
 	// WatchQueues calls fn with the name of every queue enqueued to from now
@@ -263,6 +267,14 @@ func (s *store) Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error
 		return nil, err
 	}
 	return out, nil
+}
+
+// RunnableQueues implements Queuer.
+func (s *store) RunnableQueues(ctx context.Context) ([]string, error) {
+	rs, err := s.d.reader().Query(ctx, s.dl.render(`SELECT DISTINCT queue_name FROM {schema}.workflow_status
+WHERE (status = 'ENQUEUED' OR (status = 'DELAYED' AND delay_until_epoch_ms <= $1)) AND queue_name IS NOT NULL
+	AND (application_name = $2 OR application_name IS NULL)`), nowMS(), s.appName)
+	return collect(rs, err, func(r rows, q *string) error { return r.Scan(q) })
 }
 
 // PartitionKeys implements Queuer.
