@@ -246,9 +246,14 @@ func (s *store) Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error
 			out, err = collect(rs, err, func(r rows, w *Dequeued) error { return scanWorkflow(r, &w.WorkflowRow, &w.ID, &w.HasSteps) })
 			return err
 		}
-		rs, err := tx.Query(ctx, s.dl.render(strings.Replace(dequeueClaim, "{lock}", "", 1)+` RETURNING workflow_uuid`), args...)
+		// SQLite's RETURNING has no order: read the candidates in queue
+		// order first (the write transaction holds them still), then claim.
+		rs, err := tx.Query(ctx, s.dl.render(dequeueCandidates), args...)
 		ids, err := collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
-		if err != nil {
+		if err != nil || len(ids) == 0 {
+			return err
+		}
+		if _, err := tx.Exec(ctx, s.dl.render(strings.Replace(dequeueClaim, "{lock}", "", 1)), args...); err != nil {
 			return err
 		}
 		for _, id := range ids {
@@ -273,7 +278,7 @@ func (s *store) Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error
 func (s *store) RunnableQueues(ctx context.Context) ([]string, error) {
 	rs, err := s.d.reader().Query(ctx, s.dl.render(`SELECT DISTINCT queue_name FROM {schema}.workflow_status
 WHERE (status = 'ENQUEUED' OR (status = 'DELAYED' AND delay_until_epoch_ms <= $1)) AND queue_name IS NOT NULL
-	AND (application_name = $2 OR application_name IS NULL)`), nowMS(), s.appName)
+	AND (application_name = $2 OR application_name IS NULL) ORDER BY queue_name`), nowMS(), s.appName)
 	return collect(rs, err, func(r rows, q *string) error { return r.Scan(q) })
 }
 
