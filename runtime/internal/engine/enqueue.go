@@ -89,6 +89,12 @@ func (w *Workflow[A, R]) Enqueue(ctx context.Context, q *Queue, args A) (*Workfl
 	if o.Delay > 0 {
 		p.DelayUntilMS = time.Now().Add(o.Delay).UnixMilli()
 	}
+	// Other executors are told unless this one will run it at once: it
+	// serves the queue and the queue has no limit that could hold it back
+	// here (a delayed workflow is found by the executors' polls).
+	r := rt.queueRunner.Load()
+	servedHere := r != nil && r.queues[q.name] != nil
+	p.Notify = !servedHere || q.opts != (QueueOptions{})
 	qr, ok := rt.store.(sysdb.Queuer)
 	if !ok {
 		return nil, fmt.Errorf("%w: this system database has no queues", ErrConfig)
@@ -131,7 +137,7 @@ func (w *Workflow[A, R]) Enqueue(ctx context.Context, q *Queue, args A) (*Workfl
 			return nil, parent.abort(errorf(ErrDatabase, err, "dbos: recording enqueued child %s of workflow %s", id, parent.id))
 		}
 	}
-	return &WorkflowHandle[R]{rt: rt, id: id, ex: rt.running(id)}, nil
+	return &WorkflowHandle[R]{rt: rt, id: id, ex: rt.running(id), servedHere: servedHere}, nil
 }
 
 // recordEnqueueError records a refused enqueue as the step's outcome.

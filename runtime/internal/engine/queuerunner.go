@@ -218,5 +218,101 @@ func (w *Workflow[A, R]) runClaimed(rt *Runtime, row sysdb.Dequeued) (<-chan str
 	if err != nil {
 		return nil, err
 	}
+	rt.starts.started(row.ID, h.ex)
 	return h.ex.done, nil
+}
+
+// startSignal hands a dequeued workflow's execution to the callers waiting
+// on its handle (WorkflowHandle.Result) in this process, so that they see
+// it start at once rather than at their next poll of its row.
+type startSignal struct {
+	mu      sync.Mutex
+	waiters map[string][]chan *execution
+	// recent keeps the executions started in the last recentFor, for a
+	// waiter that registers just after its workflow started (and maybe
+	// finished already): it need not wait for its next poll of the row.
+	recent map[string]*execution
+	order  []recentStart
+}
+
+type recentStart struct {
+	id string
+	at time.Time
+}
+
+const recentFor = 2 * time.Second
+
+func (s *startSignal) register(id string) chan *execution {
+	ch := make(chan *execution, 1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiters == nil {
+		s.waiters = map[string][]chan *execution{}
+	}
+	s.waiters[id] = append(s.waiters[id], ch)
+	return ch
+}
+
+func (s *startSignal) unregister(id string, ch chan *execution) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ws := s.waiters[id]
+	for i, w := range ws {
+		if w == ch {
+			ws = append(ws[:i], ws[i+1:]...)
+			break
+		}
+	}
+	if len(ws) == 0 {
+		delete(s.waiters, id)
+	} else {
+		s.waiters[id] = ws
+	}
+}
+
+func (s *startSignal) started(id string, ex *execution) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.recent == nil {
+		s.recent = map[string]*execution{}
+	}
+	n := 0
+	for n < len(s.order) && now.Sub(s.order[n].at) > recentFor {
+		if s.recent[s.order[n].id] != nil {
+			delete(s.recent, s.order[n].id)
+		}
+		n++
+	}
+	s.order = append(s.order[n:], recentStart{id, now})
+	s.recent[id] = ex
+	for _, ch := range s.waiters[id] {
+		ch <- ex // buffered, one send per registration
+	}
+	delete(s.waiters, id)
+}
+
+// waitLocalStart waits up to d for workflow id to run in this runtime and
+// returns its execution, or nil when d or ctx ends first.
+func (rt *Runtime) waitLocalStart(ctx context.Context, id string, d time.Duration) *execution {
+	ch := rt.starts.register(id)
+	defer rt.starts.unregister(id, ch)
+	if ex := rt.running(id); ex != nil {
+		return ex
+	}
+	rt.starts.mu.Lock()
+	ex := rt.starts.recent[id]
+	rt.starts.mu.Unlock()
+	if ex != nil {
+		return ex
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case ex := <-ch:
+		return ex
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	return nil
 }

@@ -35,6 +35,7 @@ type Runtime struct {
 	recoveryProblems []error
 	txRetries        atomic.Int64
 	queueRunner      atomic.Pointer[queueRunner] // see queuerunner.go
+	starts           startSignal
 }
 
 var launched struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -34,6 +35,10 @@ type EnqueueParams struct {
 	Priority        int
 	PartitionKey    string // "": none
 	DelayUntilMS    int64  // unix ms; 0: runnable at once (ENQUEUED), else DELAYED
+	// Notify wakes other executors (PostgreSQL: NOTIFY on QueueChannel).
+	// A NOTIFY serializes commits server-wide, so the enqueuer leaves it
+	// out when it will run the workflow itself (see Workflow.Enqueue).
+	Notify bool
 }
 
 // EnqueueResult is the row as it stands after Enqueue.
@@ -108,6 +113,25 @@ const pgEnqueue = `WITH ins AS (` + enqueueStatus + `
 )
 SELECT workflow_uuid FROM ins, pg_notify('` + QueueChannel + `', $3)`
 
+// pgEnqueueQuiet is pgEnqueue without the NOTIFY.
+var pgEnqueueQuiet = strings.Replace(pgEnqueue, `FROM ins, pg_notify('`+QueueChannel+`', $3)`, `FROM ins WHERE $3 <> ''`, 1)
+
+// rendered caches statements rendered for a dialect.
+var rendered sync.Map // dialect + query -> string
+
+func (d dialect) cached(q string) string {
+	key := d.schema + "\x00" + q
+	if d.sqlite {
+		key = "sqlite\x00" + q
+	}
+	if r, ok := rendered.Load(key); ok {
+		return r.(string)
+	}
+	r := d.render(q)
+	rendered.Store(key, r)
+	return r
+}
+
 // Enqueue implements Queuer.
 func (s *store) Enqueue(ctx context.Context, p EnqueueParams) (EnqueueResult, error) {
 	r := p.Row
@@ -117,13 +141,17 @@ func (s *store) Enqueue(ctx context.Context, p EnqueueParams) (EnqueueResult, er
 	var err error
 	if s.dl.cte {
 		var rs rows
-		rs, err = s.d.writer().Query(ctx, s.dl.render(pgEnqueue), append(args, r.Inputs)...)
+		q := pgEnqueueQuiet
+		if p.Notify {
+			q = pgEnqueue
+		}
+		rs, err = s.d.writer().Query(ctx, s.dl.cached(q), append(args, r.Inputs)...)
 		var ids []string
 		ids, err = collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
 		n = len(ids)
 	} else {
 		err = s.d.inTx(ctx, func(tx querier) error {
-			rs, err := tx.Query(ctx, s.dl.render(enqueueStatus), args...)
+			rs, err := tx.Query(ctx, s.dl.cached(enqueueStatus), args...)
 			ids, err := collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
 			if n = len(ids); err != nil || n == 0 {
 				return err
@@ -201,11 +229,29 @@ FROM s LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
 	LEFT JOIN {schema}.workflow_output o ON o.workflow_uuid = s.workflow_uuid
 ORDER BY s.priority, s.created_at`
 
-// Dequeue implements Queuer: on PostgreSQL [an advisory lock,] the counts,
-// and the claim, in one transaction.
+// pgDequeueLocal is pgDequeue for a queue whose only limit is this
+// executor's worker concurrency ($10): the count is a subquery of the claim.
+// One statement needs no transaction: only this executor's runner claims
+// for it, and it runs one dequeue at a time.
+var pgDequeueLocal = strings.Replace(pgDequeue, "LIMIT $9", `LIMIT GREATEST(0, LEAST($9, $10 - (SELECT count(*)
+	FROM {schema}.workflow_status WHERE queue_name = $1 AND status = 'PENDING' AND executor_id = $2)))`, 1)
+
+// Dequeue implements Queuer: on PostgreSQL one statement for a queue
+// without queue-wide limits; else [an advisory lock,] the counts and the
+// claim in one transaction.
 func (s *store) Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error) {
 	now := nowMS()
 	var out []Dequeued
+	scan := func(r rows, w *Dequeued) error { return scanWorkflow(r, &w.WorkflowRow, &w.ID, &w.HasSteps) }
+	if s.dl.cte && p.GlobalConcurrency == 0 && p.RateLimit == 0 && p.PartitionConcurrency == 0 {
+		args := []any{p.Queue, p.ExecutorID, p.AppVersion, now, false, uuid.NewString(), s.appName, p.PartitionKey, p.Max}
+		q := pgDequeue
+		if p.WorkerConcurrency > 0 {
+			q, args = pgDequeueLocal, append(args, p.WorkerConcurrency)
+		}
+		rs, err := s.d.writer().Query(ctx, s.dl.cached(q), args...)
+		return collect(rs, err, scan)
+	}
 	err := s.d.inTx(ctx, func(tx querier) error {
 		n := p.Max
 		queueWide := p.GlobalConcurrency > 0 || p.RateLimit > 0 || p.PartitionConcurrency > 0
@@ -221,7 +267,7 @@ func (s *store) Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error
 		}
 		if p.WorkerConcurrency > 0 || queueWide {
 			var local, global, recent, part int
-			if err := tx.QueryRow(ctx, s.dl.render(queueLoad), p.Queue, p.ExecutorID, now-p.RatePeriodMS,
+			if err := tx.QueryRow(ctx, s.dl.cached(queueLoad), p.Queue, p.ExecutorID, now-p.RatePeriodMS,
 				p.PartitionKey, s.appName).Scan(&local, &global, &recent, &part); err != nil {
 				return err
 			}
@@ -242,18 +288,18 @@ func (s *store) Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error
 		}
 		args := []any{p.Queue, p.ExecutorID, p.AppVersion, now, p.RateLimit > 0, uuid.NewString(), s.appName, p.PartitionKey, n}
 		if s.dl.cte {
-			rs, err := tx.Query(ctx, s.dl.render(pgDequeue), args...)
-			out, err = collect(rs, err, func(r rows, w *Dequeued) error { return scanWorkflow(r, &w.WorkflowRow, &w.ID, &w.HasSteps) })
+			rs, err := tx.Query(ctx, s.dl.cached(pgDequeue), args...)
+			out, err = collect(rs, err, scan)
 			return err
 		}
 		// SQLite's RETURNING has no order: read the candidates in queue
 		// order first (the write transaction holds them still), then claim.
-		rs, err := tx.Query(ctx, s.dl.render(dequeueCandidates), args...)
+		rs, err := tx.Query(ctx, s.dl.cached(dequeueCandidates), args...)
 		ids, err := collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		if _, err := tx.Exec(ctx, s.dl.render(strings.Replace(dequeueClaim, "{lock}", "", 1)), args...); err != nil {
+		if _, err := tx.Exec(ctx, s.dl.cached(strings.Replace(dequeueClaim, "{lock}", "", 1)), args...); err != nil {
 			return err
 		}
 		for _, id := range ids {
@@ -276,7 +322,7 @@ func (s *store) Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error
 
 // RunnableQueues implements Queuer.
 func (s *store) RunnableQueues(ctx context.Context) ([]string, error) {
-	rs, err := s.d.reader().Query(ctx, s.dl.render(`SELECT DISTINCT queue_name FROM {schema}.workflow_status
+	rs, err := s.d.reader().Query(ctx, s.dl.cached(`SELECT DISTINCT queue_name FROM {schema}.workflow_status
 WHERE (status = 'ENQUEUED' OR (status = 'DELAYED' AND delay_until_epoch_ms <= $1)) AND queue_name IS NOT NULL
 	AND (application_name = $2 OR application_name IS NULL) ORDER BY queue_name`), nowMS(), s.appName)
 	return collect(rs, err, func(r rows, q *string) error { return r.Scan(q) })
@@ -284,7 +330,7 @@ WHERE (status = 'ENQUEUED' OR (status = 'DELAYED' AND delay_until_epoch_ms <= $1
 
 // PartitionKeys implements Queuer.
 func (s *store) PartitionKeys(ctx context.Context, queue string) ([]string, error) {
-	rs, err := s.d.reader().Query(ctx, s.dl.render(`SELECT DISTINCT queue_partition_key FROM {schema}.workflow_status
+	rs, err := s.d.reader().Query(ctx, s.dl.cached(`SELECT DISTINCT queue_partition_key FROM {schema}.workflow_status
 WHERE queue_name = $1 AND status IN ('ENQUEUED', 'DELAYED') AND queue_partition_key IS NOT NULL`), queue)
 	return collect(rs, err, func(r rows, k *string) error { return r.Scan(k) })
 }
