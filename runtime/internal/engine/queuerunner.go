@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -197,6 +198,9 @@ func (r *queueRunner) runDequeued(q *Queue, row sysdb.Dequeued) {
 				}
 			}()
 		}
+	}
+	if errors.Is(err, ErrShutdown) {
+		return // PENDING on this executor: the next Launch recovers it
 	}
 	if err != nil {
 		rt.log.Error("dequeued workflow not started", "workflow_id", row.ID, "workflow", row.Name, "error", err)
