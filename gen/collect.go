@@ -136,6 +136,8 @@ func (c *collector) function(fd *ast.FuncDecl, cm *ast.Comment) *Func {
 	}
 	if !c.signature(fn) {
 		bad = true
+	} else if !c.checkSchedule(fn) {
+		bad = true
 	}
 	if kind == KindStep && fn.Step.ShouldRetry != "" && !c.shouldRetry(fn.Step.ShouldRetry, at(fn.Step.shouldRetryOff)) {
 		bad = true

@@ -315,6 +315,17 @@ func (e *emitter) register(pkgPath string, fns []*Func) {
 		if o.Timeout > 0 {
 			opts = append(opts, field("Timeout", durationCode(o.Timeout)))
 		}
+		if o.Schedule != "" {
+			// The runtime builds a tick's inputs with this (checkSchedule
+			// made sure of the two time.Time parameters).
+			sch, act := fresh("scheduled"), fresh("actual")
+			opts = append(opts, field("Schedule", jen.Lit(o.Schedule)),
+				field("ScheduleArgs", jen.Func().Params(jen.List(jen.Id(sch), jen.Id(act)).Qual(timePath, "Time")).Any().
+					Block(jen.Return(jen.Id(fn.ArgsType).Values(jen.Dict{
+						jen.Id(fn.Params[0].Field): jen.Id(sch),
+						jen.Id(fn.Params[1].Field): jen.Id(act),
+					})))))
+		}
 		callArgs := []jen.Code{jen.Id(ctx)}
 		for i, p := range fn.Params {
 			a := jen.Id(args).Dot(p.Field)

@@ -131,6 +131,10 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 		_ = rt.Shutdown(context.Background())
 		return nil, err
 	}
+	if err := rt.startSchedules(); err != nil {
+		_ = rt.Shutdown(context.Background())
+		return nil, err
+	}
 	rt.log.Info("dbos runtime launched", "executor_id", rc.ExecutorID, "app_version", rc.ApplicationVersion,
 		"system_database", rc.system.String())
 	return rt, nil

@@ -25,6 +25,10 @@ type WorkflowOptions struct {
 	// Timeout, when set, cancels the workflow that long after it first
 	// started; the deadline survives recovery.
 	Timeout time.Duration
+	// Schedule, a cron spec, runs the workflow at every tick (see
+	// schedule.go); ScheduleArgs makes a tick's inputs.
+	Schedule     string
+	ScheduleArgs func(scheduled, actual time.Time) any
 }
 
 // Workflow is a registered workflow function with typed inputs A and output
