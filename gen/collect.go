@@ -45,6 +45,7 @@ func collect(ds *diags, p *packages.Package, skip string) *Package {
 			continue
 		}
 		c.file(f)
+		c.queues(f)
 	}
 	return c.out
 }
