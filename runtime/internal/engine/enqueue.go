@@ -95,6 +95,18 @@ func (w *Workflow[A, R]) Enqueue(ctx context.Context, q *Queue, args A) (*Workfl
 	r := rt.queueRunner.Load()
 	servedHere := r != nil && r.queues[q.name] != nil
 	p.Notify = !servedHere || q.opts != (QueueOptions{})
+	// A queue without limits that this executor serves would be dequeued
+	// by it at once: insert the workflow claimed and start it here, which
+	// saves the dequeue and the runner's hop (the row is what a dequeue
+	// would have made of it). A delayed one waits on the queue; a child
+	// keeps its parent's deadline bound, so it goes the common way.
+	claim := servedHere && q.opts == (QueueOptions{}) && o.Delay == 0 && parent == nil
+	if claim {
+		p.Claim = true
+		if timeout > 0 {
+			p.Row.DeadlineMS = time.Now().Add(timeout).UnixMilli()
+		}
+	}
 	qr, ok := rt.store.(sysdb.Queuer)
 	if !ok {
 		return nil, fmt.Errorf("%w: this system database has no queues", ErrConfig)
@@ -127,6 +139,9 @@ func (w *Workflow[A, R]) Enqueue(ctx context.Context, q *Queue, args A) (*Workfl
 		if err := sameInputs[A](id, w.opts.Name, cur.Inputs, cur.Serialization, inputs); err != nil {
 			return nil, err
 		}
+	} else if claim {
+		cl := sysdb.Dequeued{WorkflowRow: res.Row}
+		return start(rt, w, startParams{ctx: ctx, id: id, inputs: inputs, format: sysdb.FormatPortable, args: args, claimed: &cl})
 	} else {
 		rt.wakeQueue(q.name)
 	}

@@ -68,3 +68,29 @@ func TestQueueStatementCount(t *testing.T) {
 		t.Fatalf("a fresh queued workflow needs no reads of its row or steps: %v", k)
 	}
 }
+
+// An enqueue to a queue without limits that the enqueuer serves inserts the
+// workflow already claimed and runs it at once: a one-step queued workflow
+// costs what a started one does, three statements.
+func TestQueueStatementCountServedHere(t *testing.T) {
+	url := dbtest.URL(t, "postgres")
+	_, ctx, tr := launchTraced(t, url)
+	in := setBody(t, func(ctx context.Context, in input) (string, error) {
+		return dbos.RunStep(ctx, &dbos.StepOptions{Name: "one"}, func(ctx context.Context) (string, error) { return "x", nil })
+	})
+	must(must(testWF.Enqueue(ctx, qBasic, in)).Result(ctx)) // warm
+	tr.start()
+	h := must(testWF.Enqueue(ctx, qBasic, in))
+	must(h.Result(ctx))
+	got := tr.stop()
+	var ss []stmt
+	for _, s := range got {
+		if s.kind != "dequeue" { // the runner may look at the queue meanwhile
+			ss = append(ss, s)
+		}
+	}
+	wantStmts(t, "an enqueue served here", ss, "enqueue("+h.ID()+")", "step("+h.ID()+")", "finish("+h.ID()+")")
+	if st := must(h.Status(ctx)); st.Status != dbos.StatusSuccess || st.ExecutorID != "exec-1" {
+		t.Fatalf("status %+v", st)
+	}
+}

@@ -39,6 +39,10 @@ type EnqueueParams struct {
 	// A NOTIFY serializes commits server-wide, so the enqueuer leaves it
 	// out when it will run the workflow itself (see Workflow.Enqueue).
 	Notify bool
+	// Claim inserts the workflow already dequeued by Row.ExecutorID
+	// (PENDING, started now, attempt 1), for an enqueuer that will run it
+	// at once; Row.DeadlineMS is then its deadline from now.
+	Claim bool
 }
 
 // EnqueueResult is the row as it stands after Enqueue.
@@ -98,10 +102,11 @@ type Queuer interface {
 const enqueueStatus = `INSERT INTO {schema}.workflow_status (workflow_uuid, status, name, queue_name, executor_id,
 	application_version, application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms,
 	workflow_deadline_epoch_ms, deduplication_id, priority, queue_partition_key, delay_until_epoch_ms,
-	created_at, updated_at, serialization, creator_xid)
-VALUES ($1, CASE WHEN $14::BIGINT > 0 THEN 'DELAYED' ELSE 'ENQUEUED' END, $2, $3, NULLIF($4, ''), NULLIF($5, ''),
-	NULLIF($6, ''), NULLIF($7, ''), 0, NULLIF($8::BIGINT, 0), NULLIF($9::BIGINT, 0), NULLIF($10, ''), $11,
-	NULLIF($12, ''), NULLIF($14::BIGINT, 0), $13, $13, 'portable_json', $15)
+	created_at, updated_at, serialization, creator_xid, started_at_epoch_ms, owner_xid)
+VALUES ($1, CASE WHEN $16 THEN 'PENDING' WHEN $14::BIGINT > 0 THEN 'DELAYED' ELSE 'ENQUEUED' END, $2, $3,
+	NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7, ''), CASE WHEN $16 THEN 1 ELSE 0 END,
+	NULLIF($8::BIGINT, 0), NULLIF($9::BIGINT, 0), NULLIF($10, ''), $11, NULLIF($12, ''), NULLIF($14::BIGINT, 0),
+	$13, $13, 'portable_json', $15, CASE WHEN $16 THEN $13::BIGINT END, CASE WHEN $16 THEN $15 END)
 ON CONFLICT (workflow_uuid) DO NOTHING
 RETURNING workflow_uuid`
 
@@ -109,7 +114,7 @@ RETURNING workflow_uuid`
 // statement. pg_notify is transactional: listeners hear it at commit.
 const pgEnqueue = `WITH ins AS (` + enqueueStatus + `
 ), inp AS (
-	INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT workflow_uuid, $16 FROM ins
+	INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT workflow_uuid, $17 FROM ins
 )
 SELECT workflow_uuid FROM ins, pg_notify('` + QueueChannel + `', $3)`
 
@@ -136,7 +141,7 @@ func (d dialect) cached(q string) string {
 func (s *store) Enqueue(ctx context.Context, p EnqueueParams) (EnqueueResult, error) {
 	r := p.Row
 	args := []any{r.ID, r.Name, r.QueueName, r.ExecutorID, r.AppVersion, s.appName, r.ParentID, r.TimeoutMS,
-		r.DeadlineMS, p.DeduplicationID, p.Priority, p.PartitionKey, nowMS(), p.DelayUntilMS, uuid.NewString()}
+		r.DeadlineMS, p.DeduplicationID, p.Priority, p.PartitionKey, nowMS(), p.DelayUntilMS, uuid.NewString(), p.Claim}
 	var n int
 	var err error
 	if s.dl.cte {
@@ -167,9 +172,13 @@ func (s *store) Enqueue(ctx context.Context, p EnqueueParams) (EnqueueResult, er
 		return EnqueueResult{}, err
 	}
 	if n == 1 {
-		r.Status = StatusEnqueued
-		if p.DelayUntilMS > 0 {
+		switch {
+		case p.Claim:
+			r.Status, r.RecoveryAttempts = StatusPending, 1
+		case p.DelayUntilMS > 0:
 			r.Status = StatusDelayed
+		default:
+			r.Status = StatusEnqueued
 		}
 		r.AppName, r.Serialization = s.appName, FormatPortable
 		return EnqueueResult{Row: r, Inserted: true}, nil
