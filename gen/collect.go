@@ -47,6 +47,7 @@ func collect(ds *diags, p *packages.Package, skip string) *Package {
 			continue
 		}
 		c.file(f)
+		c.queues(f)
 	}
 	return c.out
 }
@@ -139,6 +140,8 @@ func (c *collector) function(fd *ast.FuncDecl, cm *ast.Comment) *Func {
 		}
 	}
 	if !c.signature(fn) {
+		bad = true
+	} else if !c.checkSchedule(fn) {
 		bad = true
 	}
 	if kind == KindStep && fn.Step.ShouldRetry != "" && !c.shouldRetry(fn.Step.ShouldRetry, at(fn.Step.shouldRetryOff)) {

@@ -284,6 +284,12 @@ func (e *emitter) workflow(fn *Func) {
 		Params(jen.Op("*").Qual(dbosPath, "WorkflowHandle").Types(resultType(fn)), jen.Error()).
 		Block(jen.Return(jen.Id(fn.OptionsVar).Dot("Start").Call(jen.Id(fn.ctxName), jen.Add(args))))
 	e.f.Line()
+	e.doc(fmt.Sprintf("%s puts %s on a queue and returns a handle to its ID and result; an executor serving the queue runs it within the queue's limits. Per-call options: %s.With(dbos.EnqueueOptions{...}).", fn.Enqueue, fn.Name, fn.queueName))
+	eps := append([]jen.Code{wrapperParams(fn)[0], jen.Id(fn.queueName).Op("*").Qual(dbosPath, "Queue")}, wrapperParams(fn)[1:]...)
+	e.f.Add(funcHead(fn, fn.Enqueue)).Params(eps...).
+		Params(jen.Op("*").Qual(dbosPath, "WorkflowHandle").Types(resultType(fn)), jen.Error()).
+		Block(jen.Return(jen.Id(fn.OptionsVar).Dot("Enqueue").Call(jen.Id(fn.ctxName), jen.Id(fn.queueName), jen.Add(args))))
+	e.f.Line()
 }
 
 // register registers the workflows in an init function rather than in
@@ -308,6 +314,17 @@ func (e *emitter) register(pkgPath string, fns []*Func) {
 		}
 		if o.Timeout > 0 {
 			opts = append(opts, field("Timeout", durationCode(o.Timeout)))
+		}
+		if o.Schedule != "" {
+			// The runtime builds a tick's inputs with this (checkSchedule
+			// made sure of the two time.Time parameters).
+			sch, act := fresh("scheduled"), fresh("actual")
+			opts = append(opts, field("Schedule", jen.Lit(o.Schedule)),
+				field("ScheduleArgs", jen.Func().Params(jen.List(jen.Id(sch), jen.Id(act)).Qual(timePath, "Time")).Any().
+					Block(jen.Return(jen.Id(fn.ArgsType).Values(jen.Dict{
+						jen.Id(fn.Params[0].Field): jen.Id(sch),
+						jen.Id(fn.Params[1].Field): jen.Id(act),
+					})))))
 		}
 		callArgs := []jen.Code{jen.Id(ctx)}
 		for i, p := range fn.Params {

@@ -41,14 +41,16 @@ type Func struct {
 	// Generated identifiers (names.go).
 	Wrapper    string // xStep, xTx, xWorkflow
 	Second     string // xStepAsync, startXWorkflow; "" for transactions
+	Enqueue    string // enqueueXWorkflow; workflows only
 	OptionsVar string // package-level options (steps, transactions) or workflow handle
 	ArgsType   string // workflows: the struct holding the stored inputs
 
-	decl    *ast.FuncDecl
-	dirPos  token.Pos // of the directive comment
-	ctxName string    // local names inside the wrappers (names.go)
-	txName  string
-	errName string
+	decl      *ast.FuncDecl
+	dirPos    token.Pos // of the directive comment
+	ctxName   string    // local names inside the wrappers (names.go)
+	txName    string
+	errName   string
+	queueName string // the queue parameter of enqueueXWorkflow
 }
 
 // Recv is a method's receiver.

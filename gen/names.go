@@ -59,6 +59,9 @@ func assignNames(ds *diags, pkg *Package) bool {
 		if len(names) > 1 {
 			fn.Second = names[1]
 		}
+		if len(names) > 2 {
+			fn.Enqueue = names[2]
+		}
 		switch fn.Kind {
 		case KindStep:
 			fn.OptionsVar = helperPrefix + "Step_" + key
@@ -68,7 +71,7 @@ func assignNames(ds *diags, pkg *Package) bool {
 			fn.OptionsVar = helperPrefix + "Workflow_" + key
 			fn.ArgsType = helperPrefix + "Args_" + key
 		}
-		for _, n := range []string{fn.Wrapper, fn.Second} {
+		for _, n := range []string{fn.Wrapper, fn.Second, fn.Enqueue} {
 			if n != "" {
 				claim(fn, n, fn.Recv != nil)
 			}
@@ -83,7 +86,8 @@ func assignNames(ds *diags, pkg *Package) bool {
 }
 
 // wrapperNames are the wrappers generated for a function called name: the
-// run-and-wait one first, then the async or start one. The wrapper keeps the
+// run-and-wait one first, then the async or start one, then (workflows)
+// the enqueue one. The wrapper keeps the
 // function's exportedness.
 func wrapperNames(kind Kind, name string) []string {
 	switch kind {
@@ -93,9 +97,9 @@ func wrapperNames(kind Kind, name string) []string {
 		return []string{name + "Tx"}
 	}
 	if token.IsExported(name) {
-		return []string{name + "Workflow", "Start" + name + "Workflow"}
+		return []string{name + "Workflow", "Start" + name + "Workflow", "Enqueue" + name + "Workflow"}
 	}
-	return []string{name + "Workflow", "start" + upperFirst(name) + "Workflow"}
+	return []string{name + "Workflow", "start" + upperFirst(name) + "Workflow", "enqueue" + upperFirst(name) + "Workflow"}
 }
 
 func describe(fn *Func, name string, method bool) string {
@@ -134,7 +138,7 @@ func chooseImports(pkg *Package) *naming {
 		nm.global[n] = true
 	}
 	for _, fn := range pkg.Funcs {
-		for _, n := range []string{fn.Wrapper, fn.Second, fn.OptionsVar, fn.ArgsType} {
+		for _, n := range []string{fn.Wrapper, fn.Second, fn.Enqueue, fn.OptionsVar, fn.ArgsType} {
 			if n != "" {
 				nm.global[n] = true
 			}
@@ -294,6 +298,7 @@ func (nm *naming) locals(fn *Func) {
 	}
 	fn.txName = fresh("tx")
 	fn.errName = fresh("err")
+	fn.queueName = fresh("queue")
 }
 
 func upperFirst(s string) string {

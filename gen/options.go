@@ -67,6 +67,8 @@ type WorkflowOptions struct {
 	Name                string
 	MaxRecoveryAttempts int
 	Timeout             time.Duration // 0: none
+	Schedule            string        // a cron spec; "": not scheduled
+	scheduleOff         int           // of the schedule key, for signature errors
 }
 
 // Defaults, from DBOS Transact.
@@ -217,6 +219,10 @@ func parseWorkflowOptions(d Directive) (WorkflowOptions, []problem) {
 		"name":                  {func(a Arg) error { return decodeName(a, &o.Name) }},
 		"max_recovery_attempts": {func(a Arg) error { return decodePositiveInt(a, &o.MaxRecoveryAttempts) }},
 		"timeout":               {func(a Arg) error { return decodeDuration(a, &o.Timeout, true) }},
+		"schedule": {func(a Arg) error {
+			o.scheduleOff = a.Offset
+			return decodeSchedule(a, &o.Schedule)
+		}},
 	}
 	_, probs := decodeArgs(d, specs, nil)
 	return o, probs

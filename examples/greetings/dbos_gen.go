@@ -102,6 +102,13 @@ func startGreetWorkflow(ctx context.Context, name string) (*dbos.WorkflowHandle[
 	return dbosgenWorkflow_greet.Start(ctx, dbosgenArgs_greet{Name: name})
 }
 
+// enqueueGreetWorkflow puts greet on a queue and returns a handle to its ID
+// and result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func enqueueGreetWorkflow(ctx context.Context, queue *dbos.Queue, name string) (*dbos.WorkflowHandle[string], error) {
+	return dbosgenWorkflow_greet.Enqueue(ctx, queue, dbosgenArgs_greet{Name: name})
+}
+
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.

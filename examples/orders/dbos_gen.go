@@ -132,6 +132,13 @@ func startCheckoutWorkflow(ctx context.Context, o Order) (*dbos.WorkflowHandle[R
 	return dbosgenWorkflow_checkout.Start(ctx, dbosgenArgs_checkout{O: o})
 }
 
+// enqueueCheckoutWorkflow puts checkout on a queue and returns a handle to its
+// ID and result; an executor serving the queue runs it within the queue's
+// limits. Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func enqueueCheckoutWorkflow(ctx context.Context, queue *dbos.Queue, o Order) (*dbos.WorkflowHandle[Receipt], error) {
+	return dbosgenWorkflow_checkout.Enqueue(ctx, queue, dbosgenArgs_checkout{O: o})
+}
+
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.

@@ -106,6 +106,9 @@ var known = []struct{ name, label string }{
 	{"Throughput1", "workflows, 1 at a time"},
 	{"Throughput16", "workflows, 16 concurrent"},
 	{"Transaction", "transaction (insert + checkpoint)"},
+	{"QueueDrain/Unlimited", "queue drain, 3,000 one-step workflows"},
+	{"QueueDrain/Worker16", "queue drain, 3,000, worker concurrency 16"},
+	{"QueueLatency16", "enqueue to result, 16 producers (p50)"},
 }
 
 func rank(name string) int {
@@ -150,11 +153,17 @@ func write(w io.Writer, results []*result) {
 				}
 			case strings.HasSuffix(u, "/s"):
 				ours = format(v, u) // throughput beats ns/op
+			case u == "p50-ms":
+				ours = format(v, u) // a latency's median beats ns/op
+			case strings.HasSuffix(u, "-ms"):
+				extra = append(extra, format(v, u))
 			case u == "ns/op" && ours == "":
 				ours = format(v, u)
 			}
 		}
-		if len(extra) > 0 {
+		if len(extra) > 0 && ratio == "" {
+			ratio = strings.Join(extra, ", ")
+		} else if len(extra) > 0 {
 			ratio += " (" + strings.Join(extra, ", ") + ")"
 		}
 		engine := r.engine
@@ -181,6 +190,9 @@ func format(v float64, unit string) string {
 	case strings.HasSuffix(unit, "/s"):
 		u := strings.TrimPrefix(unit, "raw-")
 		return fmt.Sprintf("%.0f %s", v, u)
+	case strings.HasSuffix(unit, "-ms"):
+		// p50-ms, raw-insert-p50-ms: a percentile of a latency.
+		return fmt.Sprintf("%.2f ms %s", v, strings.TrimSuffix(unit[strings.LastIndex(unit[:len(unit)-3], "-")+1:], "-ms"))
 	}
 	return fmt.Sprintf("%g %s", v, unit)
 }

@@ -143,6 +143,13 @@ func StartProcessOrderWorkflow(ctx context.Context, o Order) (*dbos.WorkflowHand
 	return dbosgenWorkflow_ProcessOrder.Start(ctx, dbosgenArgs_ProcessOrder{O: o})
 }
 
+// EnqueueProcessOrderWorkflow puts ProcessOrder on a queue and returns a
+// handle to its ID and result; an executor serving the queue runs it within
+// the queue's limits. Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueProcessOrderWorkflow(ctx context.Context, queue *dbos.Queue, o Order) (*dbos.WorkflowHandle[Receipt], error) {
+	return dbosgenWorkflow_ProcessOrder.Enqueue(ctx, queue, dbosgenArgs_ProcessOrder{O: o})
+}
+
 // dbosgenStep_validate is the retry policy of step validate, from:
 //
 //	//dbos:step
@@ -226,6 +233,13 @@ func FailWorkflow(ctx context.Context, reason string) (string, error) {
 // its ID and result.
 func StartFailWorkflow(ctx context.Context, reason string) (*dbos.WorkflowHandle[string], error) {
 	return dbosgenWorkflow_Fail.Start(ctx, dbosgenArgs_Fail{Reason: reason})
+}
+
+// EnqueueFailWorkflow puts Fail on a queue and returns a handle to its ID and
+// result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueFailWorkflow(ctx context.Context, queue *dbos.Queue, reason string) (*dbos.WorkflowHandle[string], error) {
+	return dbosgenWorkflow_Fail.Enqueue(ctx, queue, dbosgenArgs_Fail{Reason: reason})
 }
 
 // dbosgenStep_prepare is the retry policy of step prepare, from:
@@ -313,6 +327,13 @@ func StartBlockWorkflow(ctx context.Context, key string) (*dbos.WorkflowHandle[s
 	return dbosgenWorkflow_Block.Start(ctx, dbosgenArgs_Block{Key: key})
 }
 
+// EnqueueBlockWorkflow puts Block on a queue and returns a handle to its ID
+// and result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueBlockWorkflow(ctx context.Context, queue *dbos.Queue, key string) (*dbos.WorkflowHandle[string], error) {
+	return dbosgenWorkflow_Block.Enqueue(ctx, queue, dbosgenArgs_Block{Key: key})
+}
+
 // dbosgenStep_greeting is the retry policy of step greeting, from:
 //
 //	//dbos:step
@@ -368,6 +389,13 @@ func StartGreetWorkflow(ctx context.Context, name string) (*dbos.WorkflowHandle[
 	return dbosgenWorkflow_Greet.Start(ctx, dbosgenArgs_Greet{Name: name})
 }
 
+// EnqueueGreetWorkflow puts Greet on a queue and returns a handle to its ID
+// and result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueGreetWorkflow(ctx context.Context, queue *dbos.Queue, name string) (*dbos.WorkflowHandle[string], error) {
+	return dbosgenWorkflow_Greet.Enqueue(ctx, queue, dbosgenArgs_Greet{Name: name})
+}
+
 // dbosgenStep_sum is the retry policy of step sum, from:
 //
 //	//dbos:step
@@ -421,6 +449,13 @@ func AddWorkflow(ctx context.Context, a int, b int) (int, error) {
 // its ID and result.
 func StartAddWorkflow(ctx context.Context, a int, b int) (*dbos.WorkflowHandle[int], error) {
 	return dbosgenWorkflow_Add.Start(ctx, dbosgenArgs_Add{A: a, B: b})
+}
+
+// EnqueueAddWorkflow puts Add on a queue and returns a handle to its ID and
+// result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueAddWorkflow(ctx context.Context, queue *dbos.Queue, a int, b int) (*dbos.WorkflowHandle[int], error) {
+	return dbosgenWorkflow_Add.Enqueue(ctx, queue, dbosgenArgs_Add{A: a, B: b})
 }
 
 // dbosgenAppVersion is the hash of this package's annotated functions, part of

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 
@@ -21,6 +23,7 @@ func launchExample() (*dbos.Runtime, func()) {
 	rt, err := dbos.Launch(context.Background(), dbos.Config{
 		AppName:           "example",
 		SystemDatabaseURL: "sqlite://" + filepath.Join(dir, "example.sqlite"),
+		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		panic(err)

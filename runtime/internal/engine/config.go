@@ -86,6 +86,10 @@ type Config struct {
 	// Observers. The runtime's own logs come from the same events
 	// whatever is set here.
 	Observer Observer
+	// ListenQueues names the queues (see NewQueue) this executor runs
+	// workflows from. Default: every queue declared in the binary. DBOS's
+	// internal queue (resume, fork) is served either way.
+	ListenQueues []string
 
 	tracer pgx.QueryTracer // statement counting in tests
 }

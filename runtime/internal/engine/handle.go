@@ -40,6 +40,9 @@ type WorkflowHandle[R any] struct {
 	rt *Runtime
 	id string
 	ex *execution // set when the workflow runs (or ran) in this runtime
+	// servedHere: enqueued to a queue this runtime serves, so Result first
+	// waits for it to start here before reading its row.
+	servedHere bool
 }
 
 // ID returns the workflow's ID.
@@ -51,6 +54,9 @@ func (h *WorkflowHandle[R]) Result(ctx context.Context) (R, error) {
 	var zero R
 	ex := h.ex
 	delay := 20 * time.Millisecond
+	if ex == nil && h.servedHere {
+		ex = h.rt.waitLocalStart(ctx, h.id, delay)
+	}
 	for {
 		if ex != nil {
 			select {
@@ -70,17 +76,15 @@ func (h *WorkflowHandle[R]) Result(ctx context.Context) (R, error) {
 			return zero, fmt.Errorf("%w: %s", ErrWorkflowNotFound, h.id)
 		case err != nil && !sysdb.IsTransient(err):
 			return zero, errorf(ErrDatabase, err, "dbos: reading the status of workflow %s", h.id)
-		case err == nil && row.Status != sysdb.StatusPending:
+		case err == nil && row.Status != sysdb.StatusPending && !queued(row.Status):
 			v, err := outcome[R](row)
 			return typed[R](h.id, v, err)
 		}
-		if ex = h.rt.running(h.id); ex != nil {
+		if ex = h.rt.waitLocalStart(ctx, h.id, delay); ex != nil {
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return zero, ctx.Err()
-		case <-time.After(delay):
 		}
 		delay = min(delay*2, time.Second)
 	}

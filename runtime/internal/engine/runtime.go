@@ -35,6 +35,8 @@ type Runtime struct {
 	wg               sync.WaitGroup
 	recoveryProblems []error
 	txRetries        atomic.Int64
+	queueRunner      atomic.Pointer[queueRunner] // see queuerunner.go
+	starts           startSignal
 }
 
 var launched struct {
@@ -125,6 +127,14 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 	launched.Unlock()
 	rt.obs.Launched(ctx, rt.event())
 	if err := rt.recoverPending(ctx); err != nil {
+		_ = rt.Shutdown(context.Background())
+		return nil, err
+	}
+	if err := rt.startQueues(rc.ListenQueues); err != nil {
+		_ = rt.Shutdown(context.Background())
+		return nil, err
+	}
+	if err := rt.startSchedules(); err != nil {
 		_ = rt.Shutdown(context.Background())
 		return nil, err
 	}

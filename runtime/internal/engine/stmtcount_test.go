@@ -78,7 +78,7 @@ func (tr *stmtTracer) stop() []stmt {
 	tr.on = false
 	var out []stmt
 	for _, s := range tr.sent {
-		if s.kind != "cancel-poll" && s.kind != "listen" {
+		if s.kind != "cancel-poll" && s.kind != "listen" && s.kind != "queue-poll" {
 			out = append(out, s)
 		}
 	}
@@ -105,6 +105,18 @@ func classify(sql string) string {
 		return "list-pending"
 	case strings.HasPrefix(q, "SELECT COALESCE(s.name, '')"):
 		return "read-workflow"
+	case strings.HasPrefix(q, "WITH s AS (UPDATE") && strings.Contains(q, "SKIP LOCKED"):
+		return "dequeue"
+	case strings.HasPrefix(q, "WITH ins AS (INSERT") && strings.Contains(q, "'ENQUEUED'"):
+		return "enqueue"
+	case strings.HasPrefix(q, "SELECT COALESCE(SUM(CASE WHEN status = 'PENDING'"):
+		return "queue-load"
+	case strings.HasPrefix(q, "SELECT pg_advisory_xact_lock(hashtext"):
+		return "queue-lock"
+	case q == "begin" || q == "commit":
+		return q
+	case strings.HasPrefix(q, "SELECT DISTINCT queue_name"):
+		return "queue-poll"
 	case strings.HasPrefix(q, "LISTEN"):
 		return "listen"
 	case strings.Contains(q, "'CANCELLED'"):

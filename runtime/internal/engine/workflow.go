@@ -25,6 +25,10 @@ type WorkflowOptions struct {
 	// Timeout, when set, cancels the workflow that long after it first
 	// started; the deadline survives recovery.
 	Timeout time.Duration
+	// Schedule, a cron spec, runs the workflow at every tick (see
+	// schedule.go); ScheduleArgs makes a tick's inputs.
+	Schedule     string
+	ScheduleArgs func(scheduled, actual time.Time) any
 }
 
 // Workflow is a registered workflow function with typed inputs A and output
@@ -162,6 +166,9 @@ type startParams struct {
 	// parentDeadlineMS bounds a child's deadline by its parent's (unix ms;
 	// 0: none), so a parent's timeout reaches the children it starts.
 	parentDeadlineMS int64
+	// claimed is the row a dequeue made PENDING for this executor: it
+	// starts without InitWorkflow (see runClaimed).
+	claimed *sysdb.Dequeued
 }
 
 // execution is one running workflow in this runtime. Callers that start a
@@ -226,10 +233,14 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 	dead := encodeError(fmt.Errorf("%w: workflow %s was started more than %d times without finishing",
 		ErrMaxRecoveryAttemptsExceeded, p.id, w.opts.MaxRecoveryAttempts+1))
 	var res sysdb.InitResult
-	err = rt.retryDB(p.ctx, func(ctx context.Context) (err error) {
-		res, err = rt.store.InitWorkflow(ctx, sysdb.InitParams{Row: row, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts, DeadLetterError: dead})
-		return err
-	})
+	if p.claimed != nil {
+		res.Row = p.claimed.WorkflowRow
+	} else {
+		err = rt.retryDB(p.ctx, func(ctx context.Context) (err error) {
+			res, err = rt.store.InitWorkflow(ctx, sysdb.InitParams{Row: row, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts, DeadLetterError: dead})
+			return err
+		})
+	}
 	if err != nil {
 		err = errorf(ErrDatabase, err, "dbos: starting workflow %s (%s)", p.id, w.opts.Name)
 		rt.release(p.id, ex, nil, err)
@@ -273,7 +284,7 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 			return nil, err
 		}
 	}
-	if !res.Inserted {
+	if !res.Inserted && (p.claimed == nil || p.claimed.HasSteps) {
 		if wf.recorded, err = rt.recordedSteps(p.ctx, p.id); err != nil {
 			rt.release(p.id, ex, nil, err)
 			return nil, err

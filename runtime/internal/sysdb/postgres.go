@@ -2,6 +2,7 @@ package sysdb
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -14,6 +15,8 @@ type Postgres struct {
 	pool   *pgxpool.Pool
 	schema string // quoted
 	rawSch string
+	// queueFn receives the QueueChannel notifications (see WatchQueues).
+	queueFn atomic.Pointer[func(queue string)]
 }
 
 // CancelChannel is the LISTEN/NOTIFY channel on which dbosgen announces the
@@ -84,13 +87,19 @@ func (p *Postgres) listen(ctx context.Context, fn func(id string)) error {
 	// The connection carries LISTEN state: never hand it back to the pool.
 	raw := conn.Hijack()
 	defer raw.Close(context.Background())
-	if _, err := raw.Exec(ctx, "LISTEN "+CancelChannel); err != nil {
+	if _, err := raw.Exec(ctx, "LISTEN "+CancelChannel+"; LISTEN "+QueueChannel); err != nil {
 		return err
 	}
 	for {
 		n, err := raw.WaitForNotification(ctx)
 		if err != nil {
 			return err
+		}
+		if n.Channel == QueueChannel {
+			if q := p.queueFn.Load(); q != nil {
+				(*q)(n.Payload)
+			}
+			continue
 		}
 		fn(n.Payload)
 	}

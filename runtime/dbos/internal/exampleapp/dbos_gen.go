@@ -64,6 +64,13 @@ func StartGreetingWorkflow(ctx context.Context, name string) (*dbos.WorkflowHand
 	return dbosgenWorkflow_Greeting.Start(ctx, dbosgenArgs_Greeting{Name: name})
 }
 
+// EnqueueGreetingWorkflow puts Greeting on a queue and returns a handle to its
+// ID and result; an executor serving the queue runs it within the queue's
+// limits. Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueGreetingWorkflow(ctx context.Context, queue *dbos.Queue, name string) (*dbos.WorkflowHandle[string], error) {
+	return dbosgenWorkflow_Greeting.Enqueue(ctx, queue, dbosgenArgs_Greeting{Name: name})
+}
+
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.

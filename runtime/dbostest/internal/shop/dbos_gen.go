@@ -112,6 +112,13 @@ func startNotifyWorkflow(ctx context.Context, orderID string) (*dbos.WorkflowHan
 	return dbosgenWorkflow_notify.Start(ctx, dbosgenArgs_notify{OrderID: orderID})
 }
 
+// enqueueNotifyWorkflow puts notify on a queue and returns a handle to its ID
+// and result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func enqueueNotifyWorkflow(ctx context.Context, queue *dbos.Queue, orderID string) (*dbos.WorkflowHandle[string], error) {
+	return dbosgenWorkflow_notify.Enqueue(ctx, queue, dbosgenArgs_notify{OrderID: orderID})
+}
+
 // dbosgenArgs_Checkout holds the inputs of workflow Checkout, stored to
 // recover the call. Its options come from:
 //
@@ -134,6 +141,13 @@ func CheckoutWorkflow(ctx context.Context, o Order) (Receipt, error) {
 // handle to its ID and result.
 func StartCheckoutWorkflow(ctx context.Context, o Order) (*dbos.WorkflowHandle[Receipt], error) {
 	return dbosgenWorkflow_Checkout.Start(ctx, dbosgenArgs_Checkout{O: o})
+}
+
+// EnqueueCheckoutWorkflow puts Checkout on a queue and returns a handle to its
+// ID and result; an executor serving the queue runs it within the queue's
+// limits. Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueCheckoutWorkflow(ctx context.Context, queue *dbos.Queue, o Order) (*dbos.WorkflowHandle[Receipt], error) {
+	return dbosgenWorkflow_Checkout.Enqueue(ctx, queue, dbosgenArgs_Checkout{O: o})
 }
 
 // dbosgenStep_price is the retry policy of step price, from:
@@ -249,6 +263,13 @@ func QuoteWorkflow(ctx context.Context, sku string) (int, error) {
 // to its ID and result.
 func StartQuoteWorkflow(ctx context.Context, sku string) (*dbos.WorkflowHandle[int], error) {
 	return dbosgenWorkflow_Quote.Start(ctx, dbosgenArgs_Quote{Sku: sku})
+}
+
+// EnqueueQuoteWorkflow puts Quote on a queue and returns a handle to its ID
+// and result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueQuoteWorkflow(ctx context.Context, queue *dbos.Queue, sku string) (*dbos.WorkflowHandle[int], error) {
+	return dbosgenWorkflow_Quote.Enqueue(ctx, queue, dbosgenArgs_Quote{Sku: sku})
 }
 
 // dbosgenAppVersion is the hash of this package's annotated functions, part of

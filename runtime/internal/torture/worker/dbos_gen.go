@@ -82,6 +82,13 @@ func startOrderWorkflow(ctx context.Context, job Job) (*dbos.WorkflowHandle[Rece
 	return dbosgenWorkflow_order.Start(ctx, dbosgenArgs_order{Job: job})
 }
 
+// enqueueOrderWorkflow puts order on a queue and returns a handle to its ID
+// and result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func enqueueOrderWorkflow(ctx context.Context, queue *dbos.Queue, job Job) (*dbos.WorkflowHandle[Receipt], error) {
+	return dbosgenWorkflow_order.Enqueue(ctx, queue, dbosgenArgs_order{Job: job})
+}
+
 // dbosgenArgs_child holds the inputs of workflow child, stored to recover the
 // call. Its options come from:
 //
@@ -104,6 +111,13 @@ func childWorkflow(ctx context.Context, job Job) (Receipt, error) {
 // to its ID and result.
 func startChildWorkflow(ctx context.Context, job Job) (*dbos.WorkflowHandle[Receipt], error) {
 	return dbosgenWorkflow_child.Start(ctx, dbosgenArgs_child{Job: job})
+}
+
+// enqueueChildWorkflow puts child on a queue and returns a handle to its ID
+// and result; an executor serving the queue runs it within the queue's limits.
+// Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func enqueueChildWorkflow(ctx context.Context, queue *dbos.Queue, job Job) (*dbos.WorkflowHandle[Receipt], error) {
+	return dbosgenWorkflow_child.Enqueue(ctx, queue, dbosgenArgs_child{Job: job})
 }
 
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
