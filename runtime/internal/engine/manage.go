@@ -42,12 +42,14 @@ const InternalQueue = sysdb.InternalQueue
 // ListFilter selects workflows for ListWorkflows. Empty fields do not
 // filter; list fields match any of their values.
 type ListFilter struct {
+	IDs                []string // these workflows, of any application
 	Status             []string // PENDING, ENQUEUED, SUCCESS, ERROR, ...
 	Name               []string // workflow names, as recorded (package.Function)
 	Queue              []string
 	ExecutorID         []string
 	ApplicationVersion []string
 	IDPrefix           string
+	ParentID           string // the children of this workflow
 	// CreatedAfter and CreatedBefore bound the creation time, inclusive.
 	CreatedAfter, CreatedBefore time.Time
 	// Limit caps the number of workflows (0: no cap); Offset skips the
@@ -142,8 +144,8 @@ func (f ListFilter) toSysdb() (sysdb.ListFilter, error) {
 		return sysdb.ListFilter{}, fmt.Errorf("%w: CreatedAfter %s is after CreatedBefore %s", ErrInvalidArgument,
 			f.CreatedAfter.Format(time.RFC3339), f.CreatedBefore.Format(time.RFC3339))
 	}
-	out := sysdb.ListFilter{Statuses: f.Status, Names: f.Name, Queues: f.Queue, ExecutorIDs: f.ExecutorID,
-		AppVersions: f.ApplicationVersion, IDPrefix: f.IDPrefix, Limit: f.Limit, Offset: f.Offset, Ascending: f.OldestFirst}
+	out := sysdb.ListFilter{IDs: f.IDs, Statuses: f.Status, Names: f.Name, Queues: f.Queue, ExecutorIDs: f.ExecutorID,
+		AppVersions: f.ApplicationVersion, IDPrefix: f.IDPrefix, ParentID: f.ParentID, Limit: f.Limit, Offset: f.Offset, Ascending: f.OldestFirst}
 	if !f.CreatedAfter.IsZero() {
 		out.CreatedAfterMS = f.CreatedAfter.UnixMilli()
 	}
