@@ -73,13 +73,39 @@ func duration(from, to time.Time) string {
 	return d.Round(time.Millisecond).String()
 }
 
-// pretty indents JSON; other text is shown as it is.
+// pretty indents JSON (keeping its key order), with the \u003c-style
+// escapes encoding/json writes for <, > and & turned back into the
+// characters: html/template escapes them for the page. Other text is shown
+// as it is.
 func pretty(s string) string {
 	var b bytes.Buffer
-	if json.Indent(&b, []byte(s), "", "  ") == nil {
-		return b.String()
+	if json.Indent(&b, []byte(s), "", "  ") != nil {
+		return s
 	}
-	return s
+	in := b.Bytes()
+	out := make([]byte, 0, len(in))
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		if c != '\\' || i+1 >= len(in) {
+			out = append(out, c)
+			continue
+		}
+		if in[i+1] == 'u' && i+6 <= len(in) {
+			switch string(in[i+2 : i+6]) {
+			case "003c", "003C":
+				out, i = append(out, '<'), i+5
+				continue
+			case "003e", "003E":
+				out, i = append(out, '>'), i+5
+				continue
+			case "0026":
+				out, i = append(out, '&'), i+5
+				continue
+			}
+		}
+		out, i = append(out, c, in[i+1]), i+1 // any other escape, \\ included, stays
+	}
+	return string(out)
 }
 
 // common is what every page template reads.
