@@ -15,6 +15,11 @@
 //   - RetrieveWorkflow, CancelWorkflow and (*Runtime).WorkflowStatus: look at
 //     and stop workflows, in this process or another.
 //   - StepID and CurrentStep inside a step; RegisterError for your sentinels.
+//   - OpenClient, and the same methods on *Runtime: ListWorkflows,
+//     RetrieveWorkflow, WorkflowSteps, CancelWorkflow, ResumeWorkflow,
+//     ForkWorkflow and DeleteWorkflows operate on workflows without running
+//     any; Config.RetentionAge deletes old finished ones. Package
+//     runtime/dbosweb serves them as a web page and DBOS's admin endpoints.
 //   - The sentinel errors (ErrWorkflowCancelled, ErrMaxStepRetriesExceeded,
 //     ErrNondeterministic, ErrWorkflowConflict, ErrShutdown, ...), to test
 //     with errors.Is.

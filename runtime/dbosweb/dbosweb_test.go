@@ -269,3 +269,33 @@ func TestAdminEndpoints(t *testing.T) {
 		}
 	})
 }
+
+// Mounted under a prefix, the page links under it; read-only, it offers no
+// button and refuses every change.
+func TestPrefixAndReadOnly(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, e *env) {
+		mux := http.NewServeMux()
+		mux.Handle("/inspect/", http.StripPrefix("/inspect", dbosweb.New(e.c, dbosweb.Options{Prefix: "/inspect/", ReadOnly: true})))
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		e.srv = srv
+		_, page, _ := e.do("GET", "/inspect/", "")
+		if !strings.Contains(page, `href="/inspect/ui/workflows/`+fixture.Failed+`"`) || !strings.Contains(page, `href="/inspect/ui/style.css"`) {
+			t.Errorf("links not under the prefix:\n%s", page)
+		}
+		_, page, _ = e.do("GET", "/inspect/ui/workflows/"+fixture.Running, "")
+		if strings.Contains(page, `id="cancel"`) || strings.Contains(page, `id="fork"`) {
+			t.Errorf("read-only page offers buttons")
+		}
+		e.do("POST", "/inspect/ui/workflows/"+fixture.Running+"/cancel", "")
+		if code, _, _ := e.do("POST", "/inspect/workflows/"+fixture.Running+"/cancel", ""); code != http.StatusForbidden {
+			t.Errorf("read-only admin cancel: %d", code)
+		}
+		if code, _, _ := e.do("POST", "/inspect/workflows/"+fixture.Failed+"/fork", "{}"); code != http.StatusForbidden {
+			t.Errorf("read-only admin fork: %d", code)
+		}
+		if e.status(fixture.Running) != dbos.StatusPending {
+			t.Errorf("read-only inspector changed a workflow")
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	dbos "github.com/dbosgen/dbosgen/runtime/internal/engine"
 )
 
@@ -215,4 +216,27 @@ func TestRetentionSchedule(t *testing.T) {
 			t.Errorf("fresh = %+v", w)
 		}
 	})
+}
+
+// A shut-down runtime and a closed client refuse management calls; a client
+// on a URL it cannot use fails to open.
+func TestManagementClosed(t *testing.T) {
+	url := dbtest.URL(t, "sqlite")
+	rt, ctx := launch(t, url)
+	shutdown(t, rt)
+	for name, err := range map[string]error{
+		"list":   second(rt.ListWorkflows(ctx, dbos.ListFilter{})),
+		"steps":  second(rt.WorkflowSteps(ctx, "x")),
+		"resume": rt.ResumeWorkflow(ctx, "x"),
+		"fork":   second(rt.ForkWorkflow(ctx, "x", 1, dbos.ForkOptions{})),
+		"delete": second(rt.DeleteWorkflows(ctx, []string{"x"}, false)),
+		"prune":  second(rt.PruneWorkflows(ctx, time.Hour)),
+	} {
+		if !errors.Is(err, dbos.ErrShutdown) {
+			t.Errorf("%s after Shutdown: %v", name, err)
+		}
+	}
+	if _, err := dbos.OpenClient(context.Background(), "mysql://nope"); !errors.Is(err, dbos.ErrConfig) {
+		t.Errorf("OpenClient on an unknown engine: %v", err)
+	}
 }
