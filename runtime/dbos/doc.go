@@ -20,6 +20,9 @@
 //     ForkWorkflow and DeleteWorkflows operate on workflows without running
 //     any; Config.RetentionAge deletes old finished ones. Package
 //     runtime/dbosweb serves them as a web page and DBOS's admin endpoints.
+//   - Config.Observer: an Observer sees every workflow execution, step and
+//     transaction attempt as it happens; package runtime/dbosotel makes one
+//     that produces OpenTelemetry spans and metrics.
 //   - The sentinel errors (ErrWorkflowCancelled, ErrMaxStepRetriesExceeded,
 //     ErrNondeterministic, ErrWorkflowConflict, ErrShutdown, ...), to test
 //     with errors.Is.

@@ -88,6 +88,13 @@ type Config struct {
 	RetentionAge       time.Duration
 	RetentionInterval  time.Duration
 	RetentionBatchSize int
+	// Observer, when set, sees every workflow execution, step and
+	// transaction attempt, and queue wait as it happens, and can put a
+	// span in the context each body runs with (see Observer; package
+	// runtime/dbosotel makes one for OpenTelemetry). Combine several with
+	// Observers. The runtime's own logs come from the same events
+	// whatever is set here.
+	Observer Observer
 
 	tracer pgx.QueryTracer // statement counting in tests
 }

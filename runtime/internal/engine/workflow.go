@@ -208,6 +208,10 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		row.TimeoutMS = w.opts.Timeout.Milliseconds()
 		row.DeadlineMS = now.Add(w.opts.Timeout).UnixMilli()
 	}
+	if fresh {
+		// A recovery's row exists, and keeps the trace context it has.
+		row.Attributes = rt.traceAttributes(p.ctx)
+	}
 	if d := p.parentDeadlineMS; d > 0 && (row.DeadlineMS == 0 || d < row.DeadlineMS) {
 		// Recorded on the child's row, so the bound holds wherever and
 		// whenever the child runs again.
@@ -244,7 +248,8 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 	if cur.Status == sysdb.StatusDeadLetter && cur.UpdatedMS >= now.UnixMilli() {
 		// This start parked it: InitWorkflow touches updated_at only of a
 		// PENDING row, so a row parked before this call is older.
-		rt.logParked(cur, w.opts.MaxRecoveryAttempts)
+		rt.obs.WorkflowParked(p.ctx, WorkflowParked{ID: p.id, Name: w.opts.Name, Status: cur.Status,
+			Executions: cur.RecoveryAttempts - 1, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts, TraceCarrier: traceCarrierOf(cur.Attributes)})
 	}
 	if cur.Status != sysdb.StatusPending {
 		v, err := outcome[R](cur)
@@ -269,15 +274,25 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		}
 	}
 
-	ctx, stop := rt.workflowContext(p.ctx, ex, wf, cur.DeadlineMS)
+	exe := WorkflowExecution{ID: p.id, Name: w.opts.Name, ParentID: cur.ParentID, ExecutorID: rt.cfg.ExecutorID,
+		AppVersion: rt.cfg.ApplicationVersion, Recovered: !res.Inserted, Attempt: cur.RecoveryAttempts, Queue: cur.QueueName}
+	if exe.Recovered {
+		// Not the caller's execution: it continues the trace of the call
+		// that first started the workflow.
+		exe.TraceCarrier = traceCarrierOf(cur.Attributes)
+	}
+	octx := rt.obs.WorkflowStarted(p.ctx, exe)
+	ctx, stop := rt.workflowContext(octx, ex, wf, cur.DeadlineMS)
 	go func() {
 		defer stop()
 		v, err := callSafely(ctx, func(ctx context.Context) (R, error) { return w.fn(ctx, a) })
 		// Async steps it left running are part of its history: their
 		// outcomes are recorded before its own, so a replay sees them.
 		wf.async.wait()
-		v2, err2 := rt.conclude(wf, v, err)
-		rt.release(p.id, ex, v2, err2)
+		end := rt.conclude(wf, v, err)
+		end.WorkflowExecution = exe
+		rt.obs.WorkflowEnded(context.WithoutCancel(octx), end.WorkflowExecutionEnd)
+		rt.release(p.id, ex, end.value, end.err)
 	}()
 	return h, nil
 }
@@ -373,15 +388,22 @@ func (rt *Runtime) workflowContext(caller context.Context, ex *execution, wf *wo
 	}
 }
 
+// ending is how an execution ends: what callers see, and what observers
+// are told.
+type ending struct {
+	WorkflowExecutionEnd
+	value any
+	err   error // what callers see when it differs from Err
+}
+
 // conclude records a finished body's outcome and returns what callers see.
-func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
+func (rt *Runtime) conclude(wf *workflowState, v any, err error) ending {
 	if abort := wf.aborted(); abort != nil {
 		if errors.Is(abort, ErrDatabase) || errors.Is(abort, ErrCorruptRecord) {
 			// The outcome cannot be recorded now, or a record needs repair:
 			// leave the workflow PENDING, its rows untouched, so recovery
 			// finishes it once the database is back or the row is fixed.
-			rt.log.Error("workflow stopped without recording an outcome", "workflow_id", wf.id, "workflow", wf.name, "error", abort)
-			return nil, abort
+			return ended(nil, sysdb.StatusPending, abort)
 		}
 		// Nondeterminism: whatever the body made of the error, the workflow
 		// cannot stand behind another outcome.
@@ -395,7 +417,7 @@ func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
 			return rt.cancelled(wf, halt)
 		case err != nil:
 			// Shutdown interrupted it: not an outcome.
-			return nil, halt
+			return ended(nil, sysdb.StatusPending, halt)
 		}
 	}
 	status, out, errJSON := sysdb.StatusSuccess, "", encodeError(err)
@@ -412,36 +434,43 @@ func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
 		return e
 	})
 	if dbErr != nil {
-		return nil, errorf(ErrDatabase, dbErr, "dbos: recording the outcome of workflow %s; it resumes on the next Launch", wf.id)
+		return ended(nil, sysdb.StatusPending, errorf(ErrDatabase, dbErr, "dbos: recording the outcome of workflow %s; it resumes on the next Launch", wf.id))
 	}
 	if !ok {
 		// Cancelled (elsewhere, not yet delivered here), or finished by
-		// another execution, which logs its own outcome: the recorded
+		// another execution, which reports its own outcome: the recorded
 		// outcome wins.
 		v, status, err := rt.recordedStatus(wf.id, err)
-		if status == sysdb.StatusCancelled {
-			rt.logCancelled(wf, err)
-		}
-		return v, err
+		e := ended(v, status, err)
+		e.Superseded = status != sysdb.StatusCancelled
+		return e
 	}
-	if status == sysdb.StatusError {
-		rt.logFailed(wf, err)
-	}
-	return v, err
+	return ended(v, status, err)
+}
+
+func ended(v any, status string, err error) ending {
+	return ending{WorkflowExecutionEnd: WorkflowExecutionEnd{Status: status, Err: err}, value: v, err: err}
 }
 
 // cancelled ends a cancelled execution. A timeout is recorded here
 // (after CancelWorkflow the row is CANCELLED already and only the
 // descendants can change), cascading to the workflow's PENDING descendants,
 // which are then stopped if they run in this runtime.
-func (rt *Runtime) cancelled(wf *workflowState, cause error) (any, error) {
+func (rt *Runtime) cancelled(wf *workflowState, cause error) ending {
 	_ = rt.retryDB(rt.dbCtx, func(c context.Context) error {
 		_, err := rt.store.Cancel(c, sysdb.CancelParams{ID: wf.id})
 		return err
 	})
 	rt.pollCancellations(rt.dbCtx)
-	rt.logCancelled(wf, cause)
-	return rt.recordedOutcome(wf.id, cause)
+	v, status, err := rt.recordedStatus(wf.id, cause)
+	if status == "" {
+		status = sysdb.StatusCancelled // cancelled just now; only the read back failed
+	}
+	e := ended(v, status, err)
+	if status == sysdb.StatusCancelled {
+		e.Err = cause // says whether CancelWorkflow or the timeout
+	}
+	return e
 }
 
 // recordedOutcome reads the recorded result of a workflow that is no longer
