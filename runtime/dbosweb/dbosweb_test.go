@@ -134,6 +134,23 @@ func TestPages(t *testing.T) {
 		if !strings.Contains(page, `href="/ui/workflows/`+fixture.Parent+`-child"`) {
 			t.Errorf("parent page has no link to its child:\n%s", page)
 		}
+		// An ID with a slash and markup: linked escaped, and its page found.
+		odd := `a/b <i>x</i>?&#`
+		if _, err := e.c.ForkWorkflow(context.Background(), fixture.OK, 1, dbos.ForkOptions{NewID: odd}); err != nil {
+			t.Fatal(err)
+		}
+		_, page, _ = e.do("GET", "/", "")
+		link := "/ui/workflows/" + url.PathEscape(odd)
+		if !strings.Contains(page, `href="`+strings.ReplaceAll(link, "&", "&amp;")+`"`) {
+			t.Errorf("no escaped link %s in the list", link)
+		}
+		noRawHostile(t, page)
+		if code, page, _ := e.do("GET", link, ""); code != 200 || !strings.Contains(page, `a/b &lt;i&gt;x&lt;/i&gt;?&amp;#`) {
+			t.Errorf("page of %q: %d", odd, code)
+		}
+		if code, body, _ := e.do("GET", "/workflows/"+url.PathEscape(odd), ""); code != 200 || !strings.Contains(body, `"WorkflowUUID":"a/b \u003ci\u003ex\u003c/i\u003e?\u0026#"`) {
+			t.Errorf("admin GET of %q: %d %s", odd, code, body)
+		}
 		if code, _, _ := e.do("GET", "/ui/workflows/nope", ""); code != 404 {
 			t.Errorf("unknown workflow page: %d", code)
 		}
