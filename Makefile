@@ -103,8 +103,8 @@ browser: chromium
 # The README's screenshot: the failed workflow's page, from the browser test.
 screenshot: chromium
 	@mkdir -p docs
-	@cd runtime/dbosweb/browsertest && $(GO) test -count=1 ./... -args -screenshot $(CURDIR)/docs/inspector.png
-	@echo "==> wrote docs/inspector.png"
+	@cd runtime/dbosweb/browsertest && $(GO) test -count=1 ./... -args -screenshot $(CURDIR)/docs/inspector.png -list-screenshot $(CURDIR)/docs/inspector-list.png
+	@echo "==> wrote docs/inspector.png and docs/inspector-list.png"
 
 chromium:
 	@if [ -z "$$CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \

@@ -20,7 +20,10 @@ import (
 	"github.com/dbosgen/dbosgen/runtime/dbosweb/internal/fixture"
 )
 
-var screenshot = flag.String("screenshot", "", "save a screenshot of the failed workflow's page here (make screenshot writes docs/inspector.png)")
+var (
+	screenshot     = flag.String("screenshot", "", "save a screenshot of the failed workflow's page here (make screenshot writes docs/inspector.png)")
+	listScreenshot = flag.String("list-screenshot", "", "save a screenshot of the workflow list here")
+)
 
 // chromium finds the browser: $CHROMIUM, else Debian's chromium.
 func chromium(t *testing.T) string {
@@ -92,6 +95,13 @@ func TestInspectorInBrowser(t *testing.T) {
 		chromedp.Text(failedRow, &row, chromedp.BySearch), chromedp.Title(&title))
 	if !strings.Contains(row, "ERROR") || !strings.Contains(row, "shop.Checkout") {
 		t.Errorf("the failed workflow's row reads %q", row)
+	}
+	if *listScreenshot != "" {
+		var png []byte
+		run("list screenshot", chromedp.FullScreenshot(&png, 100))
+		if err := os.WriteFile(*listScreenshot, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	// Its page shows the failing step's error; the hostile strings in it are
