@@ -202,7 +202,14 @@ func (s *store) DeleteWorkflows(ctx context.Context, ids []string, children bool
 			chunk := all[:min(len(all), maxInList)]
 			all = all[len(chunk):]
 			list, args := s.inList(chunk)
-			rs, err := tx.Query(ctx, s.dl.render(`SELECT workflow_uuid, status FROM {schema}.workflow_status WHERE workflow_uuid IN (`+list+`)`), args...)
+			q := `SELECT workflow_uuid, status FROM {schema}.workflow_status WHERE workflow_uuid IN (` + list + `)`
+			if !s.dl.sqlite {
+				// Locked, so that a resume committing between this check
+				// and the delete waits, and the check stays true. (SQLite's
+				// write transaction already excludes every other writer.)
+				q += ` FOR UPDATE`
+			}
+			rs, err := tx.Query(ctx, s.dl.render(q), args...)
 			type st struct{ id, status string }
 			found, err := collect(rs, err, func(r rows, v *st) error { return r.Scan(&v.id, &v.status) })
 			if err != nil {
