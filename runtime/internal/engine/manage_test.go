@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -239,4 +240,34 @@ func TestManagementClosed(t *testing.T) {
 	if _, err := dbos.OpenClient(context.Background(), "mysql://nope"); !errors.Is(err, dbos.ErrConfig) {
 		t.Errorf("OpenClient on an unknown engine: %v", err)
 	}
+}
+
+// Rows written by DBOS's Go SDK (DBOS_JSON: base64 of JSON) are shown
+// decoded; a format dbosgen cannot read is shown as stored, saying so.
+func TestManagementDisplaysForeignFormats(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, url string) {
+		rt, ctx := launch(t, url)
+		b64 := func(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+		execSQL(t, rt, `INSERT INTO {dbos}workflow_status (workflow_uuid, status, name, created_at, updated_at, serialization, application_name)
+			VALUES ('go-sdk', 'SUCCESS', 'main.Work', 1, 2, 'DBOS_JSON', 'test'), ('py', 'ERROR', 'py.work', 1, 2, 'py_pickle', 'test')`)
+		execSQL(t, rt, `INSERT INTO {dbos}workflow_input (workflow_uuid, inputs) VALUES ('go-sdk', $1), ('py', 'gASVBQ==')`, b64(`{"a":1}`))
+		execSQL(t, rt, `INSERT INTO {dbos}workflow_output (workflow_uuid, output, error) VALUES ('go-sdk', $1, NULL), ('py', NULL, 'gASVBQ==')`, b64(`"ok"`))
+		execSQL(t, rt, `INSERT INTO {dbos}operation_outputs (workflow_uuid, function_id, function_name, output, error, serialization)
+			VALUES ('go-sdk', 0, 'main.step', $1, NULL, 'DBOS_JSON'), ('go-sdk', 1, 'main.fail', NULL, 'gob-encoded error text', 'DBOS_JSON')`, b64(`[1,2]`))
+		w := must(rt.RetrieveWorkflow(ctx, "go-sdk"))
+		if w.Input != `{"a":1}` || w.Output != `"ok"` {
+			t.Errorf("DBOS_JSON workflow shown as input %q, output %q", w.Input, w.Output)
+		}
+		steps := must(rt.WorkflowSteps(ctx, "go-sdk"))
+		if len(steps) != 2 || steps[0].Output != `[1,2]` || steps[1].Error != "gob-encoded error text" {
+			t.Errorf("DBOS_JSON steps shown as %+v", steps)
+		}
+		p := must(rt.RetrieveWorkflow(ctx, "py"))
+		if !strings.HasPrefix(p.Input, "(cannot be decoded: ") || !strings.HasSuffix(p.Input, "gASVBQ==") || p.Error == "" {
+			t.Errorf("py_pickle workflow shown as input %q, error %q", p.Input, p.Error)
+		}
+		if got := must(rt.ListWorkflows(ctx, dbos.ListFilter{Name: []string{"py.work"}})); len(got) != 1 {
+			t.Errorf("listing a py_pickle row: %+v", got)
+		}
+	})
 }
