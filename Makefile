@@ -22,13 +22,14 @@ TEST_PARALLEL ?= 1
 # command cannot cache safely.
 TEST_FLAGS ?= -count=1
 
-.PHONY: help demo test vet fmt-check gotest interop deps postgres generate check bench fuzz torture clean
+.PHONY: help demo test vet fmt-check gotest interop browser chromium screenshot deps postgres generate check bench fuzz torture clean
 
 help:
 	@echo "make demo      run examples/orders: crash it after step 2, watch it resume (embedded SQLite, no setup)"
 	@echo "make test      go vet, gofmt check, go test -race ./... on PostgreSQL and SQLite (starts local PostgreSQL)"
 	@echo "make interop   the DBOS interoperability suite (interop/): DBOS's Go SDK, CLI and an executor on dbosgen's database"
 	@echo "make check     fail if a generated dbos_gen.go is out of date, or dbosgen vet finds nondeterminism in a workflow"
+	@echo "make browser   the inspector in headless Chromium (runtime/dbosweb/browsertest); make screenshot updates docs/inspector.png"
 	@echo "make generate  regenerate examples/*/dbos_gen.go and the generator's golden files"
 	@echo "make bench     runtime benchmarks next to raw pgx / database/sql baselines, as a table"
 	@echo "make fuzz      fuzz the directive parser for FUZZTIME ($(FUZZTIME))"
@@ -53,7 +54,7 @@ demo:
 	@echo "Done. The state is in .dbos/orders.sqlite; the code is in examples/orders/main.go."
 	@echo "Try: go run ./examples/greetings    (the DBOS steps & transactions tutorial, in Go)"
 
-test: deps vet fmt-check postgres gotest interop
+test: deps vet fmt-check postgres gotest interop browser
 	@echo "==> make test passed"
 
 # Installs what a fresh machine with only Go lacks: a C compiler for -race.
@@ -91,6 +92,27 @@ gotest:
 interop: postgres
 	@echo "==> cd interop && go test -count=1 ./... (DBOS SDK v1.8.0 against dbosgen, PostgreSQL at $(DBOSGEN_TEST_POSTGRES_URL))"
 	@cd interop && $(GO) test -count=1 -timeout 10m ./...
+
+# The inspector driven in headless Chromium by chromedp, a module of its own
+# (runtime/dbosweb/browsertest/go.mod) so the main module does not depend on
+# chromedp. Chromium is Debian's chromium package, installed when missing.
+browser: chromium
+	@echo "==> cd runtime/dbosweb/browsertest && go test -count=1 -v ./... (the inspector in headless Chromium)"
+	@cd runtime/dbosweb/browsertest && $(GO) test -count=1 -v -timeout 5m ./... | grep -E '^(---|ok|FAIL|PASS)|browser test ran|_test.go'; exit $${PIPESTATUS[0]}
+
+# The README's screenshot: the failed workflow's page, from the browser test.
+screenshot: chromium
+	@mkdir -p docs
+	@cd runtime/dbosweb/browsertest && $(GO) test -count=1 ./... -args -screenshot $(CURDIR)/docs/inspector.png -list-screenshot $(CURDIR)/docs/inspector-list.png
+	@echo "==> wrote docs/inspector.png and docs/inspector-list.png"
+
+chromium:
+	@if [ -z "$$CHROMIUM" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			echo "==> the browser test needs Chromium; installing Debian's chromium package"; \
+			apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "the browser test needs Chromium: install it (sudo apt-get install chromium, or your system's package) or set CHROMIUM=/path/to/chrome, and run make test again" >&2; exit 1; fi; \
+	fi
 
 # Regenerates the examples' dbos_gen.go and the generator's golden files.
 generate:

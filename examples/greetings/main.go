@@ -32,6 +32,7 @@ import (
 
 	"github.com/dbosgen/dbosgen/examples/internal/show"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
+	"github.com/dbosgen/dbosgen/runtime/dbosweb"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -141,10 +142,14 @@ func flakyGreetingServer(failures int64) *httptest.Server {
 	}))
 }
 
+// inspectAddr is where -inspect serves the workflow inspector.
+var inspectAddr string
+
 func main() {
 	name := flag.String("name", "dbos", "who to greet")
 	id := flag.String("id", "", "workflow ID (default: a random one); run twice with the same ID to see the recorded result come back")
 	failures := flag.Int64("failures", 2, "how many requests the greeting API fails before it answers")
+	flag.StringVar(&inspectAddr, "inspect", "", "serve the workflow inspector on this address (e.g. :8080) and keep running until Ctrl-C")
 	flag.Parse()
 	if err := run(*name, *id, *failures); err != nil {
 		fmt.Fprintln(os.Stderr, "greetings:", err)
@@ -165,6 +170,10 @@ func run(name, id string, failures int64) error {
 		return err
 	}
 	defer rt.Shutdown(context.Background())
+	if inspectAddr != "" { // the workflow inspector, on this runtime: two lines
+		go func() { fmt.Fprintln(os.Stderr, http.ListenAndServe(inspectAddr, dbosweb.New(rt, dbosweb.Options{}))) }()
+		defer show.UntilInterrupted(inspectAddr)
+	}
 
 	if id != "" {
 		ctx = dbos.WithWorkflowID(ctx, id)

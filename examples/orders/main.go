@@ -37,6 +37,7 @@ import (
 
 	"github.com/dbosgen/dbosgen/examples/internal/show"
 	"github.com/dbosgen/dbosgen/runtime/dbos"
+	"github.com/dbosgen/dbosgen/runtime/dbosweb"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -266,6 +267,9 @@ func flakyPaymentServer(failures int64) *httptest.Server {
 	}))
 }
 
+// inspectAddr is where -inspect serves the workflow inspector.
+var inspectAddr string
+
 func main() {
 	order := flag.String("order", "1001", "order number; the workflow ID is order-<number>, so re-running with the same number resumes or returns that order")
 	sku := flag.String("sku", "widget", "what to buy")
@@ -273,6 +277,7 @@ func main() {
 	email := flag.String("email", "ada@example.com", "where the confirmation goes")
 	failures := flag.Int64("failures", 2, "how many requests the payment API fails before it answers")
 	flag.IntVar(&crashAfter, "crash-after", 0, "kill the process with SIGKILL after this many steps have run (0: never)")
+	flag.StringVar(&inspectAddr, "inspect", "", "serve the workflow inspector on this address (e.g. :8080) and keep running until Ctrl-C")
 	flag.Parse()
 	o := Order{ID: *order, SKU: *sku, Qty: *qty, Cents: int64(*qty) * 1999, Email: *email}
 	if err := run(o, *failures); err != nil {
@@ -296,6 +301,10 @@ func run(o Order, failures int64) error {
 		return err
 	}
 	defer rt.Shutdown(context.Background())
+	if inspectAddr != "" { // the workflow inspector, on this runtime: two lines
+		go func() { fmt.Fprintln(os.Stderr, http.ListenAndServe(inspectAddr, dbosweb.New(rt, dbosweb.Options{}))) }()
+		defer show.UntilInterrupted(inspectAddr)
+	}
 
 	id := "order-" + o.ID
 	switch st, err := rt.WorkflowStatus(ctx, id); {

@@ -15,6 +15,11 @@
 //   - RetrieveWorkflow, CancelWorkflow and (*Runtime).WorkflowStatus: look at
 //     and stop workflows, in this process or another.
 //   - StepID and CurrentStep inside a step; RegisterError for your sentinels.
+//   - OpenClient, and the same methods on *Runtime: ListWorkflows,
+//     RetrieveWorkflow, WorkflowSteps, CancelWorkflow, ResumeWorkflow,
+//     ForkWorkflow and DeleteWorkflows operate on workflows without running
+//     any; Config.RetentionAge deletes old finished ones. Package
+//     runtime/dbosweb serves them as a web page and DBOS's admin endpoints.
 //   - Config.Observer: an Observer sees every workflow execution, step and
 //     transaction attempt as it happens; package runtime/dbosotel makes one
 //     that produces OpenTelemetry spans and metrics.

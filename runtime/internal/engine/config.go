@@ -79,6 +79,15 @@ type Config struct {
 	// schema is ready and before Launch resumes any workflow: create or
 	// migrate your own tables here, so recovered workflows find them.
 	Setup func(ctx context.Context, appDB *sqlx.DB) error
+	// RetentionAge, when set, makes the runtime delete this application's
+	// finished workflows (SUCCESS, ERROR, CANCELLED, dead-lettered) created
+	// longer ago than this, with their inputs, outcomes and steps: at
+	// Launch and every RetentionInterval (default 1h), in batches of
+	// RetentionBatchSize (default 1000) workflows per transaction. Default:
+	// keep everything.
+	RetentionAge       time.Duration
+	RetentionInterval  time.Duration
+	RetentionBatchSize int
 	// Observer, when set, sees every workflow execution, step and
 	// transaction attempt, and queue wait as it happens, and can put a
 	// span in the context each body runs with (see Observer; package

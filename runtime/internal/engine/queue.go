@@ -13,7 +13,7 @@ import (
 // InternalQueueName is DBOS's queue for workflows that DBOS's tools set
 // back to ENQUEUED (ResumeWorkflow, ForkWorkflow). Every executor serves it,
 // without limits.
-const InternalQueueName = "_dbos_internal_queue"
+const InternalQueueName = sysdb.InternalQueue
 
 // ErrQueueDeduplicated: an enqueue named a deduplication ID that a workflow
 // of the queue that has not finished holds.

@@ -122,6 +122,7 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 		}
 	}
 	rt.watchCancellations()
+	rt.startRetention()
 	launched.Lock()
 	launched.list = append(launched.list, rt)
 	launched.Unlock()
