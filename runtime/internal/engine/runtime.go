@@ -35,6 +35,7 @@ type Runtime struct {
 	wg               sync.WaitGroup
 	recoveryProblems []error
 	txRetries        atomic.Int64
+	lease            *leaseState // this runtime's executor lease (lease.go)
 }
 
 var launched struct {
@@ -119,6 +120,12 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("dbos: Config.Setup: %w", err)
 		}
 	}
+	if err := rt.acquireLease(ctx); err != nil {
+		rt.app.close()
+		store.Close()
+		return nil, err
+	}
+	rt.keepLease()
 	rt.watchCancellations()
 	launched.Lock()
 	launched.list = append(launched.list, rt)
@@ -203,6 +210,7 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("dbos: shutdown: workflows still running: %w", ctx.Err())
 	}
 	rt.obs.ShutDown(ctx, rt.event())
+	rt.releaseLease()
 	rt.stopDB()
 	rt.app.close()
 	rt.store.Close()
@@ -242,6 +250,12 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 		return errorf(ErrDatabase, err, "dbos: listing pending workflows")
 	}
 	rt.reportOtherVersions(ctx)
+	rt.resumeRows(ctx, rows)
+	return nil
+}
+
+// resumeRows runs PENDING workflows from their rows (recovery, adoption).
+func (rt *Runtime) resumeRows(ctx context.Context, rows []sysdb.WorkflowRow) {
 	for _, row := range rows {
 		var err error
 		if w, ok := lookupWorkflow(row.Name); !ok {
@@ -260,7 +274,6 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 			rt.mu.Unlock()
 		}
 	}
-	return nil
 }
 
 // claim reserves id for an execution in this runtime, or returns the one
@@ -274,6 +287,9 @@ func (rt *Runtime) claim(id, name, inputs, format string) (*execution, bool, err
 	}
 	if ex, ok := rt.executions[id]; ok {
 		return ex, true, nil
+	}
+	if l := rt.lease; l != nil && l.lost.Load() != nil {
+		return nil, false, fmt.Errorf("cannot start workflow %s (%s): %w", id, name, *l.lost.Load())
 	}
 	ex := &execution{name: name, inputs: inputs, format: format, recorded: make(chan struct{}), done: make(chan struct{})}
 	rt.executions[id] = ex
