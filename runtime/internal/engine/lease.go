@@ -67,6 +67,21 @@ func (rt *Runtime) leaseLost() error {
 		ErrLeaseLost, rt.cfg.ExecutorID))
 }
 
+// refusal is why a new workflow may not start (nil when it may): like
+// leaseLost, but without fencing, for callers holding rt.mu.
+func (l *leaseState) refusal(executorID string) error {
+	if l == nil {
+		return nil
+	}
+	if p := l.lost.Load(); p != nil {
+		return *p
+	}
+	if mono() > time.Duration(l.validUntil.Load()) {
+		return fmt.Errorf("%w: executor %s could not renew its lease in time", ErrLeaseLost, executorID)
+	}
+	return nil
+}
+
 // fence marks the lease lost (once) and interrupts every running workflow,
 // so bodies waiting on their context return too.
 func (rt *Runtime) fence(why error) error {

@@ -288,8 +288,8 @@ func (rt *Runtime) claim(id, name, inputs, format string) (*execution, bool, err
 	if ex, ok := rt.executions[id]; ok {
 		return ex, true, nil
 	}
-	if l := rt.lease; l != nil && l.lost.Load() != nil {
-		return nil, false, fmt.Errorf("cannot start workflow %s (%s): %w", id, name, *l.lost.Load())
+	if err := rt.lease.refusal(rt.cfg.ExecutorID); err != nil {
+		return nil, false, fmt.Errorf("cannot start workflow %s (%s): %w", id, name, err)
 	}
 	ex := &execution{name: name, inputs: inputs, format: format, recorded: make(chan struct{}), done: make(chan struct{})}
 	rt.executions[id] = ex
