@@ -48,6 +48,8 @@ type leaseState struct {
 	validUntil atomic.Int64
 	lost       atomic.Pointer[error] // set while fenced
 	done       chan struct{}         // closed when the renewer returns
+	adopting   atomic.Bool           // an adoption pass is running
+	work       sync.WaitGroup        // adoption passes
 }
 
 // leaseLost is nil while this runtime may start steps, and otherwise why
@@ -215,8 +217,15 @@ func (rt *Runtime) keepLease() {
 				return
 			case <-t.C:
 			}
-			if rt.renewLease() {
-				rt.adoptExpired(rt.ctx)
+			if rt.renewLease() && l.adopting.CompareAndSwap(false, true) {
+				// Apart from the renewals: resuming a large backlog must not
+				// delay the next renewal.
+				l.work.Add(1)
+				go func() {
+					defer l.work.Done()
+					defer l.adopting.Store(false)
+					rt.adoptExpired(rt.ctx)
+				}()
 			}
 		}
 	}()
@@ -270,6 +279,7 @@ func (rt *Runtime) releaseLease() {
 		return
 	}
 	<-l.done
+	l.work.Wait()
 	liveInstances.Delete(l.holder.InstanceID)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dbosgen/dbosgen/internal/dbtest"
 	dbos "github.com/dbosgen/dbosgen/runtime/internal/engine"
 )
 
@@ -141,4 +142,40 @@ func TestLeaseFencedRuntimeStopsAndResumes(t *testing.T) {
 			t.Fatalf("steps ran first=%d second=%d, want once each", c.get("first"), c.get("second"))
 		}
 	})
+}
+
+// The lease's steady cost: an idle executor sends, per third of its lease,
+// one renewal and one adoption poll, and nothing else.
+func TestLeaseRenewalCost(t *testing.T) {
+	url := dbtest.URL(t, "postgres")
+	const lease = 600 * time.Millisecond
+	_, _, tr := launchTraced(t, url, withLease(lease))
+	tr.start()
+	const window = 2 * time.Second
+	time.Sleep(window)
+	tr.mu.Lock()
+	sent := tr.sent
+	tr.on = false
+	tr.mu.Unlock()
+	n := map[string]int{}
+	for _, s := range sent {
+		switch {
+		case s.kind == "cancel-poll" || s.kind == "listen":
+		case s.kind == "lease" && s.key == "exec-1":
+			n["renew"]++
+		case s.kind == "lease" && s.key == "test":
+			n["adoption-poll"]++
+		default:
+			t.Errorf("unexpected statement %s", s)
+		}
+	}
+	ticks := int(window / (lease / 3))
+	// A loaded machine delays ticks (a ticker drops what it cannot
+	// deliver), never adds any; the last poll may trail the window.
+	if n["renew"] < 1 || n["renew"] > ticks+1 || n["adoption-poll"] > n["renew"] || n["adoption-poll"] < n["renew"]-1 {
+		t.Fatalf("in %v: %v; want about %d renewals and as many polls", window, n, ticks)
+	}
+	perSec := float64(n["renew"]+n["adoption-poll"]) / window.Seconds()
+	t.Logf("lease %v: %d renewals + %d adoption polls in %v = %.1f statements/s; at the default 15s lease: %.2f statements/s",
+		lease, n["renew"], n["adoption-poll"], window, perSec, 2/(15.0/3))
 }
