@@ -37,7 +37,7 @@ func (rt *Runtime) adopt(ctx context.Context, dead string) {
 	if err != nil || !won {
 		return // another executor adopts it, or the next tick tries again
 	}
-	ids, err := l.store.AdoptWorkflows(ctx, dead, me, rt.cfg.ApplicationVersion)
+	ids, err := l.store.AdoptWorkflows(ctx, dead, marker, me, rt.cfg.ApplicationVersion)
 	if err != nil {
 		// The claim expires after a lease and the executor is adopted then.
 		rt.log.Warn("adopting an expired executor's workflows failed; retrying after its lease", "from_executor", dead, "error", err)

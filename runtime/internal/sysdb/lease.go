@@ -61,8 +61,10 @@ type Leases interface {
 	ClaimExecutor(ctx context.Context, dead, marker, appVersion string, lease time.Duration) (bool, error)
 	// AdoptWorkflows moves dead's PENDING workflows of appVersion to
 	// adopter, with a new owner_xid as DBOS's recovery sets, and returns
-	// their IDs: each row moves once, whoever else tries.
-	AdoptWorkflows(ctx context.Context, dead, adopter, appVersion string) ([]string, error)
+	// their IDs: each row moves once, whoever else tries, and only while
+	// marker's claim on dead is live (a restart of dead that took the lease
+	// back keeps its workflows).
+	AdoptWorkflows(ctx context.Context, dead, marker, adopter, appVersion string) ([]string, error)
 	// DropLease deletes a lease row still held by instanceID.
 	DropLease(ctx context.Context, executorID, instanceID string) error
 }
@@ -140,12 +142,23 @@ WHERE executor_id = $1 AND lease_expires_at <= {now} AND application_name = $4 A
 }
 
 // AdoptWorkflows implements Leases.
-func (s *store) AdoptWorkflows(ctx context.Context, dead, adopter, appVersion string) ([]string, error) {
+//
+// On PostgreSQL the claim's row is locked (FOR UPDATE) until the move
+// commits, so a restart of the dead executor taking its lease back waits for
+// it and then lists none of the moved workflows; or it took the lease first,
+// and nothing moves. SQLite runs one writer at a time: the same holds.
+func (s *store) AdoptWorkflows(ctx context.Context, dead, marker, adopter, appVersion string) ([]string, error) {
+	lock := " FOR UPDATE"
+	if s.dl.sqlite {
+		lock = ""
+	}
 	rs, err := s.d.writer().Query(ctx, s.leaseSQL(`UPDATE {schema}.workflow_status
 SET executor_id = $2, owner_xid = $5, updated_at = {now}
 WHERE executor_id = $1 AND status = 'PENDING' AND application_version = $3
 	AND (application_name = $4 OR application_name IS NULL)
-RETURNING workflow_uuid`), dead, adopter, appVersion, s.appName, uuid.NewString())
+	AND EXISTS (SELECT 1 FROM {schema}.`+executorsTable+` e
+		WHERE e.executor_id = $1 AND e.instance_id = $6 AND e.lease_expires_at > {now}`+lock+`)
+RETURNING workflow_uuid`), dead, adopter, appVersion, s.appName, uuid.NewString(), marker)
 	return collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
 }
 

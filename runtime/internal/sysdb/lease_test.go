@@ -86,7 +86,7 @@ func TestLeaseAdoption(t *testing.T) {
 				if err != nil {
 					t.Errorf("claim: %v", err)
 				}
-				ids, err := other.AdoptWorkflows(ctx, "dead", me, "v1")
+				ids, err := other.AdoptWorkflows(ctx, "dead", AdoptingPrefix+me, me, "v1")
 				if err != nil {
 					t.Errorf("adopt: %v", err)
 				}
@@ -108,6 +108,14 @@ func TestLeaseAdoption(t *testing.T) {
 		}
 		if ok, _ := s.AcquireLease(ctx, holder("dead", "restart"), time.Minute, ""); ok {
 			t.Fatal("a restart took the lease while it was being adopted")
+		}
+		// A claim that expired before the move moves nothing: a restart
+		// may have taken the lease back and listed its workflows.
+		p := initParams("late")
+		p.Row.ExecutorID = "dead"
+		mustInit(t, st, p)
+		if ids, err := s.AdoptWorkflows(ctx, "dead", AdoptingPrefix+"nobody", "x", "v1"); err != nil || len(ids) != 0 {
+			t.Fatalf("adoption without a live claim moved %v, %v", ids, err)
 		}
 		if err := s.DropLease(ctx, "dead", AdoptingPrefix+winners[0]); err != nil {
 			t.Fatal(err)
