@@ -209,6 +209,7 @@ func (rt *Runtime) keepLease() {
 	l := rt.lease
 	go func() {
 		defer close(l.done)
+		rt.reportStranded(rt.ctx)
 		t := time.NewTicker(l.ttl / 3)
 		defer t.Stop()
 		for {
@@ -285,5 +286,19 @@ func (rt *Runtime) releaseLease() {
 	defer cancel()
 	if err := l.store.ReleaseLease(ctx, l.holder.ExecutorID, l.holder.InstanceID); err != nil {
 		rt.log.Warn("executor lease not released; it expires on its own", "executor_id", rt.cfg.ExecutorID, "error", err)
+	}
+}
+
+// reportStranded logs, at launch, the PENDING workflows of other application
+// versions whose executors are gone: no executor of this version adopts them;
+// one of their version (a drain process with any executor ID) does.
+func (rt *Runtime) reportStranded(ctx context.Context) {
+	vs, err := rt.lease.store.StrandedVersions(ctx, rt.cfg.ApplicationVersion)
+	if err != nil {
+		return
+	}
+	for _, v := range vs {
+		rt.log.Warn("PENDING workflows of another application version whose executors are gone: "+
+			"launch a process of that version to finish them", "app_version", v.Version, "count", v.Count)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ type leaseSpec struct {
 	LeaseMS  int
 	StepMS   int
 	Start    []string // workflow IDs to start
+	Version  string   // "": v1
 }
 
 var leaseChild struct {
@@ -94,7 +96,10 @@ func TestLeaseChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	bodies.Store(leaseKey, body(leaseBody))
-	cfg := dbos.Config{AppName: "test", SystemDatabaseURL: spec.URL, ExecutorID: spec.Executor, ApplicationVersion: "v1",
+	if spec.Version == "" {
+		spec.Version = "v1"
+	}
+	cfg := dbos.Config{AppName: "test", SystemDatabaseURL: spec.URL, ExecutorID: spec.Executor, ApplicationVersion: spec.Version,
 		ExecutorLease: time.Duration(spec.LeaseMS) * time.Millisecond,
 		Logger:        slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -111,8 +116,21 @@ func TestLeaseChild(t *testing.T) {
 			fmt.Printf("START-ERROR %s %v\n", id, err)
 		}
 	}
-	time.Sleep(2 * time.Minute)
-	t.Fatal("the child was not killed")
+	// SIGTERM: a graceful stop, as a deploy does it.
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	select {
+	case <-term:
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := rt.Shutdown(sctx); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Println("SHUT-DOWN")
+		os.Exit(0)
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the child was not stopped")
+	}
 }
 
 // leaseProc is a running TestLeaseChild; its output goes to a file, read

@@ -235,3 +235,56 @@ func TestLeasePausedExecutorStops(t *testing.T) {
 	t.Logf("paused executor's workflows finished by its adopter %v after SIGSTOP; after SIGCONT it finished only its in-flight steps %v",
 		adoptedIn.Round(time.Millisecond), late)
 }
+
+// A rolling deploy: version A's executor runs, version B's starts, A's
+// stops gracefully. B never runs A's workflows (it cannot replay them); a
+// newly launched B reports them; a drain process of version A, with an
+// executor ID of its own, adopts and finishes them. Nothing is lost.
+func TestLeaseRollingDeploy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process test")
+	}
+	defer fatalOnMust(t)
+	url, obs := leaseObserver(t)
+	ledger := ledgerPath(t)
+	const lease = 1500
+	aIDs, bIDs := []string{"roll-a-0", "roll-a-1", "roll-a-2"}, []string{"roll-b-0", "roll-b-1"}
+	a := startLeaseChild(t, leaseSpec{URL: url, Ledger: ledger, Executor: "exec-a1", Version: "va", LeaseMS: lease, StepMS: 200, Start: aIDs})
+	a.executor(t)
+	waitPidLedger(t, ledger, a.pid(), 2, a)
+	b := startLeaseChild(t, leaseSpec{URL: url, Ledger: ledger, Executor: "exec-b1", Version: "vb", LeaseMS: lease, StepMS: 200, Start: bIDs})
+	b.executor(t)
+	a.signal(t, syscall.SIGTERM)
+	<-a.done
+	if !strings.Contains(a.output(), "SHUT-DOWN") {
+		t.Fatalf("version A's executor did not shut down gracefully:\n%s", a.output())
+	}
+	waitDone(t, obs, bIDs, 30*time.Second, b)
+	time.Sleep(2 * lease * time.Millisecond) // A's lease expired, and B polled since
+	ctx := dbos.WithRuntime(context.Background(), obs)
+	for _, id := range aIDs {
+		if st := must(obs.WorkflowStatus(ctx, id)); st.Status != dbos.StatusPending || st.ExecutorID != "exec-a1" {
+			t.Fatalf("%s: %s by %s; want PENDING by exec-a1 (B cannot run A's workflows)", id, st.Status, st.ExecutorID)
+		}
+	}
+	b2 := startLeaseChild(t, leaseSpec{URL: url, Ledger: ledger, Executor: "exec-b2", Version: "vb", LeaseMS: lease, StepMS: 200})
+	b2.executor(t)
+	waitFor(t, "B's report of A's stranded workflows", func() bool {
+		out := b2.output()
+		return strings.Contains(out, "another application version") && strings.Contains(out, "app_version=va count=3")
+	})
+	drain := startLeaseChild(t, leaseSpec{URL: url, Ledger: ledger, Executor: "exec-a-drain", Version: "va", LeaseMS: lease, StepMS: 200})
+	drain.executor(t)
+	waitDone(t, obs, aIDs, 30*time.Second, drain)
+	checkLeaseOutcome(t, obs, append(append([]string(nil), aIDs...), bIDs...))
+	for _, e := range readLedger(t, ledger) {
+		if strings.HasPrefix(e.workflow, "roll-a-") && e.executor != a.pid() && e.executor != drain.pid() {
+			t.Errorf("A's step %s ran in process %s, of version B", e.key(), e.executor)
+		}
+	}
+	for _, id := range aIDs {
+		if st := must(obs.WorkflowStatus(ctx, id)); st.ExecutorID != "exec-a-drain" {
+			t.Errorf("%s finished by %s, want exec-a-drain", id, st.ExecutorID)
+		}
+	}
+}

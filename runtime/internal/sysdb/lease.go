@@ -67,6 +67,10 @@ type Leases interface {
 	AdoptWorkflows(ctx context.Context, dead, marker, adopter, appVersion string) ([]string, error)
 	// DropLease deletes a lease row still held by instanceID.
 	DropLease(ctx context.Context, executorID, instanceID string) error
+	// StrandedVersions counts, per application version other than
+	// appVersion, this application's PENDING workflows whose executor's
+	// lease expired: work no live executor of this version can adopt.
+	StrandedVersions(ctx context.Context, appVersion string) ([]VersionCount, error)
 }
 
 // pgNowMS is the database's clock in unix ms; sqliteNowMS is its SQLite twin.
@@ -167,6 +171,16 @@ func (s *store) DropLease(ctx context.Context, executorID, instanceID string) er
 	_, err := s.d.writer().Exec(ctx, s.leaseSQL(`DELETE FROM {schema}.`+executorsTable+`
 WHERE executor_id = $1 AND instance_id = $2`), executorID, instanceID)
 	return err
+}
+
+// StrandedVersions implements Leases: one grouped query.
+func (s *store) StrandedVersions(ctx context.Context, appVersion string) ([]VersionCount, error) {
+	rs, err := s.d.reader().Query(ctx, s.leaseSQL(`SELECT w.application_version, count(*)
+FROM {schema}.workflow_status w JOIN {schema}.`+executorsTable+` e ON e.executor_id = w.executor_id
+WHERE w.status = 'PENDING' AND w.application_version <> $1 AND (w.application_name = $2 OR w.application_name IS NULL)
+	AND e.application_name = $2 AND e.lease_expires_at <= {now}
+GROUP BY w.application_version ORDER BY w.application_version`), appVersion, s.appName)
+	return collect(rs, err, func(r rows, v *VersionCount) error { return r.Scan(&v.Version, &v.Count) })
 }
 
 var (
