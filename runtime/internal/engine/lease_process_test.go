@@ -230,7 +230,7 @@ func TestLeasePausedExecutorStops(t *testing.T) {
 	perWF := map[string]int{}
 	for _, k := range late {
 		wf, _, _ := strings.Cut(k, "/")
-		if perWF[wf]++; perWF[wf] > 1 {
+		if perWF[wf]++; perWF[wf] == 2 {
 			t.Errorf("the resumed executor ran more than the step in flight of %s: %v", wf, late)
 		}
 	}
