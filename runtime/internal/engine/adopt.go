@@ -70,3 +70,32 @@ func (rt *Runtime) adopt(ctx context.Context, dead string) {
 	rows = slices.DeleteFunc(rows, func(r sysdb.WorkflowRow) bool { return !slices.Contains(ids, r.ID) })
 	rt.resumeRows(ctx, rows)
 }
+
+// legacyExecutor is the executor ID every process had by default before
+// executor leases; its workflows have no lease row to expire.
+const legacyExecutor = "local"
+
+// adoptLegacy moves to this runtime, at Launch, the PENDING workflows of
+// this version left under the old default executor ID "local" by a release
+// before leases, when no live runtime holds that ID's lease: taking the
+// lease as an adoption claim first makes one launching process win them.
+// Only a runtime with a default executor ID does: one given an ID is told
+// which workflows are its own.
+func (rt *Runtime) adoptLegacy(ctx context.Context) {
+	l := rt.lease
+	if l == nil || !rt.cfg.defaultExecutor || rt.cfg.ExecutorID == legacyExecutor {
+		return
+	}
+	claim := l.holder
+	claim.ExecutorID, claim.InstanceID = legacyExecutor, sysdb.AdoptingPrefix+l.holder.InstanceID
+	got, err := l.store.AcquireLease(ctx, claim, l.ttl, "")
+	if err != nil || !got {
+		return
+	}
+	ids, err := l.store.AdoptWorkflows(ctx, legacyExecutor, claim.InstanceID, rt.cfg.ExecutorID, rt.cfg.ApplicationVersion)
+	if err == nil && len(ids) > 0 {
+		rt.log.Info("adopting the PENDING workflows of the former default executor ID", "from_executor", legacyExecutor,
+			"executor_id", rt.cfg.ExecutorID, "count", len(ids))
+	}
+	_ = l.store.DropLease(ctx, legacyExecutor, claim.InstanceID)
+}

@@ -181,3 +181,29 @@ func TestLeaseRenewalCost(t *testing.T) {
 	t.Logf("lease %v: %d renewals + %d adoption polls in %v = %.1f statements/s; at the default 15s lease: %.2f statements/s",
 		lease, n["renew"], n["adoption-poll"], window, perSec, 2/(15.0/3))
 }
+
+// Workflows left PENDING under the former default executor ID "local" (no
+// lease row: a release before leases) are resumed by the next process
+// launched with a default executor ID.
+func TestLeaseLegacyDefaultExecutorAdopted(t *testing.T) {
+	t.Setenv(dbos.EnvExecutorID, "")
+	forEachEngine(t, func(t *testing.T, url string) {
+		var c counter
+		in := setBody(t, blockUntilCancelled(&c))
+		in.N = 1 // a recovered execution finishes
+		old, octx := launch(t, url, withExecutor("local"))
+		must(testWF.Start(dbos.WithWorkflowID(octx, "legacy"), in))
+		waitFor(t, "the body", func() bool { return c.get("body") == 1 })
+		shutdown(t, old)
+		// What a release before leases left: no lease row for "local".
+		inspector, _ := launch(t, url, withExecutor("inspector"), func(c *dbos.Config) { c.ApplicationVersion = "other" })
+		execSQL(t, inspector, "DELETE FROM {dbos}dbosgen_executors WHERE executor_id = 'local'")
+		rt, ctx := launch(t, url, withExecutor(""))
+		wait, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		out := must(must(dbos.RetrieveWorkflow[string](ctx, "legacy")).Result(wait))
+		if st := must(rt.WorkflowStatus(ctx, "legacy")); out != "finished" || st.ExecutorID != rt.ExecutorID() {
+			t.Fatalf("legacy workflow: %q by %s; want finished by %s", out, st.ExecutorID, rt.ExecutorID())
+		}
+	})
+}

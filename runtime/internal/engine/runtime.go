@@ -125,6 +125,7 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 		store.Close()
 		return nil, err
 	}
+	rt.adoptLegacy(ctx) // before recovery, which then resumes them
 	rt.keepLease()
 	rt.watchCancellations()
 	launched.Lock()
