@@ -23,6 +23,8 @@ var (
 	ErrSchemaTooNew                = engine.ErrSchemaTooNew                // kept for compatibility; a newer DBOS schema is used
 	ErrConfig                      = engine.ErrConfig                      // bad configuration
 	ErrDatabase                    = engine.ErrDatabase                    // the database failed
+	ErrExecutorInUse               = engine.ErrExecutorInUse               // Launch: the executor ID's lease is held by a live process
+	ErrLeaseLost                   = engine.ErrLeaseLost                   // this runtime lost its executor lease; its workflows stopped
 )
 
 // Error types, to inspect with errors.As.

@@ -262,7 +262,7 @@ func TestSchemaNameQuoted(t *testing.T) {
 		if err := db.Select(&tables, `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1`, s); err != nil {
 			t.Fatal(err)
 		}
-		if got := strings.Join(tables, ","); got != "application_versions,dbos_migrations,event_dispatch_kv,notifications,operation_outputs,queues,streams,"+
+		if got := strings.Join(tables, ","); got != "application_versions,dbos_migrations,dbosgen_executors,dbosgen_sys_migrations,event_dispatch_kv,notifications,operation_outputs,queues,streams,"+
 			"workflow_events,workflow_events_history,workflow_input,workflow_output,workflow_schedules,workflow_status" {
 			t.Errorf("schema %q holds tables %q", s, got)
 		}

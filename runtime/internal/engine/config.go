@@ -40,9 +40,23 @@ type Config struct {
 	// database when missing.
 	ApplicationDatabaseURL string
 	// ExecutorID identifies this process among those sharing a system
-	// database; Launch recovers only this executor's workflows.
-	// Default: $DBOS__VMID, else "local".
+	// database; Launch recovers this executor's workflows. A runtime holds
+	// a lease on its executor ID while it runs (see ExecutorLease): Launch
+	// with an ID set here or by $DBOS__VMID whose lease a live process
+	// holds fails with ErrExecutorInUse, and never runs that executor's
+	// workflows; a holder proved gone (its lease expired, or it ran on this
+	// machine and its process no longer exists) is replaced at once.
+	// Default: $DBOS__VMID, else the host name, or, when a live process on
+	// this host holds that, the first free of host-2, host-3, …: stable
+	// across restarts, distinct across machines and processes.
 	ExecutorID string
+	// ExecutorLease is how long this runtime's hold on its executor ID
+	// lasts without renewal; it is renewed every third of that, with one
+	// statement. When a lease expires, a live runtime of the same
+	// application name and version adopts its PENDING workflows within a
+	// further third; a runtime that cannot renew in time stops its
+	// workflows at their next step. Default: 15s; at least 300ms.
+	ExecutorLease time.Duration
 	// ApplicationVersion tags every workflow started; Launch recovers only
 	// workflows of this version. Default: $DBOS__APPVERSION, else a hash of
 	// every generated package's annotated code.
@@ -178,6 +192,9 @@ type resolved struct {
 	Config
 	system, app dbTarget
 	sameDB      bool
+	// defaultExecutor: no executor ID was configured; Launch picks a free
+	// one from the host name (see Config.ExecutorID).
+	defaultExecutor bool
 }
 
 func resolveConfig(cfg Config) (resolved, error) {
@@ -195,7 +212,12 @@ func resolveConfig(cfg Config) (resolved, error) {
 		r.ExecutorID = os.Getenv(EnvExecutorID)
 	}
 	if r.ExecutorID == "" {
-		r.ExecutorID = "local"
+		r.ExecutorID, r.defaultExecutor = defaultExecutorBase(), true
+	}
+	if r.ExecutorLease == 0 {
+		r.ExecutorLease = defaultExecutorLease
+	} else if r.ExecutorLease < minExecutorLease {
+		return r, fmt.Errorf("%w: ExecutorLease %v is shorter than %v", ErrConfig, r.ExecutorLease, minExecutorLease)
 	}
 	if r.ApplicationVersion == "" {
 		r.ApplicationVersion = os.Getenv(EnvAppVersion)

@@ -134,7 +134,10 @@ func TestCrashChild(t *testing.T) {
 	crashChild.ledger = f
 	// The body is registered before Launch, which recovers.
 	in := setBody(t, crashBody)
-	_, ctx := launch(t, spec.URL, withExecutor(spec.Executor))
+	// A long lease: a killed child's workflows wait for its relaunch (which
+	// takes its lease at once, its process being gone) rather than being
+	// adopted by a live executor mid-test (see lease_test.go for adoption).
+	_, ctx := launch(t, spec.URL, withExecutor(spec.Executor), func(c *dbos.Config) { c.ExecutorLease = 2 * time.Minute })
 	var hs []*dbos.WorkflowHandle[string]
 	for _, id := range spec.Workflows {
 		if spec.Start {
@@ -414,7 +417,7 @@ func TestCrashRecovery(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, seed))
 			deadline := time.Now().Add(60 * time.Second)
 			url := dbtest.URL(t, engine)
-			obs, _ := launch(t, limitPool(url, 2), withExecutor("observer"))
+			obs, _ := launch(t, limitPool(url, 2), withExecutor("observer"), observerVersion)
 			var ids []string
 			for i := range 8 {
 				ids = append(ids, fmt.Sprint("crash-", i))
@@ -455,6 +458,10 @@ func TestCrashRecovery(t *testing.T) {
 	}
 }
 
+// observerVersion keeps a test's observing runtime from adopting the
+// workflows of the children it watches: it is of another version.
+func observerVersion(c *dbos.Config) { c.ApplicationVersion = "observer" }
+
 // limitPool bounds a PostgreSQL runtime's pool, so that the processes of a
 // crash test stay well inside the server's max_connections while other
 // test packages run.
@@ -488,7 +495,7 @@ func TestCrashTwoExecutors(t *testing.T) {
 			defer fatalOnMust(t)
 			deadline := time.Now().Add(60 * time.Second)
 			url := dbtest.URL(t, engine)
-			obs, _ := launch(t, limitPool(url, 2), withExecutor("observer"))
+			obs, _ := launch(t, limitPool(url, 2), withExecutor("observer"), observerVersion)
 			ledger := filepath.Join(t.TempDir(), "ledger")
 			specs := map[string]crashSpec{}
 			for _, exe := range []string{"exec-a", "exec-b"} {

@@ -50,6 +50,14 @@ var (
 	ErrConfig = errors.New("dbos: bad configuration")
 	// ErrDatabase: the system or application database failed.
 	ErrDatabase = errors.New("dbos: database error")
+	// ErrExecutorInUse: Launch was given an executor ID whose lease another
+	// live process (or runtime) holds.
+	ErrExecutorInUse = errors.New("dbos: executor ID in use by a live process")
+	// ErrLeaseLost: this runtime lost its executor's lease (a long pause, a
+	// partition): its workflows stop at their next step, to be finished by
+	// the executor that adopts them or by this one once it holds the lease
+	// again.
+	ErrLeaseLost = errors.New("dbos: executor lease lost")
 )
 
 // MaxStepRetriesExceededError is returned when a step fails every attempt.

@@ -15,6 +15,10 @@ func (w *workflowState) halted() error {
 	if w.ctx == nil {
 		return nil
 	}
+	if err := w.rt.leaseLost(); err != nil {
+		// Fenced: the executor that adopts this workflow runs it from here.
+		return err
+	}
 	if w.ctx.Err() == nil {
 		// Shutdown reaches w.ctx a moment after the runtime's context (an
 		// AfterFunc), and the deadline timer may not have fired yet: look
@@ -33,6 +37,8 @@ func (w *workflowState) halted() error {
 		return cause
 	case errors.Is(cause, ErrShutdown):
 		return w.interrupted()
+	case errors.Is(cause, ErrLeaseLost):
+		return cause
 	}
 	// The body has returned: this is a goroutine that outlived it, and what
 	// it starts would not be part of the workflow's recorded history.

@@ -37,6 +37,7 @@ type Runtime struct {
 	txRetries        atomic.Int64
 	queueRunner      atomic.Pointer[queueRunner] // see queuerunner.go
 	starts           startSignal
+	lease            *leaseState // this runtime's executor lease (lease.go)
 }
 
 var launched struct {
@@ -121,6 +122,13 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("dbos: Config.Setup: %w", err)
 		}
 	}
+	if err := rt.acquireLease(ctx); err != nil {
+		rt.app.close()
+		store.Close()
+		return nil, err
+	}
+	rt.adoptLegacy(ctx) // before recovery, which then resumes them
+	rt.keepLease()
 	rt.watchCancellations()
 	rt.startRetention()
 	launched.Lock()
@@ -214,6 +222,7 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 		err = fmt.Errorf("dbos: shutdown: workflows still running: %w", ctx.Err())
 	}
 	rt.obs.ShutDown(ctx, rt.event())
+	rt.releaseLease()
 	rt.stopDB()
 	rt.app.close()
 	rt.store.Close()
@@ -253,6 +262,12 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 		return errorf(ErrDatabase, err, "dbos: listing pending workflows")
 	}
 	rt.reportOtherVersions(ctx)
+	rt.resumeRows(ctx, rows)
+	return nil
+}
+
+// resumeRows runs PENDING workflows from their rows (recovery, adoption).
+func (rt *Runtime) resumeRows(ctx context.Context, rows []sysdb.WorkflowRow) {
 	for _, row := range rows {
 		var err error
 		if w, ok := lookupWorkflow(row.Name); !ok {
@@ -271,7 +286,6 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 			rt.mu.Unlock()
 		}
 	}
-	return nil
 }
 
 // claim reserves id for an execution in this runtime, or returns the one
@@ -285,6 +299,9 @@ func (rt *Runtime) claim(id, name, inputs, format string) (*execution, bool, err
 	}
 	if ex, ok := rt.executions[id]; ok {
 		return ex, true, nil
+	}
+	if err := rt.lease.refusal(rt.cfg.ExecutorID); err != nil {
+		return nil, false, fmt.Errorf("cannot start workflow %s (%s): %w", id, name, err)
 	}
 	ex := &execution{name: name, inputs: inputs, format: format, recorded: make(chan struct{}), done: make(chan struct{})}
 	rt.executions[id] = ex

@@ -78,7 +78,7 @@ func (tr *stmtTracer) stop() []stmt {
 	tr.on = false
 	var out []stmt
 	for _, s := range tr.sent {
-		if s.kind != "cancel-poll" && s.kind != "listen" && s.kind != "queue-poll" {
+		if s.kind != "cancel-poll" && s.kind != "listen" && s.kind != "queue-poll" && s.kind != "lease" {
 			out = append(out, s)
 		}
 	}
@@ -105,6 +105,8 @@ func classify(sql string) string {
 		return "list-pending"
 	case strings.HasPrefix(q, "SELECT COALESCE(s.name, '')"):
 		return "read-workflow"
+	case strings.Contains(q, ".dbosgen_executors"):
+		return "lease" // renewal and adoption: on their own schedule, not per workflow
 	case strings.HasPrefix(q, "WITH s AS (UPDATE") && strings.Contains(q, "SKIP LOCKED"):
 		return "dequeue"
 	case strings.HasPrefix(q, "WITH ins AS (INSERT") && strings.Contains(q, "'ENQUEUED'"):

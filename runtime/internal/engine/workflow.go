@@ -431,6 +431,10 @@ func (rt *Runtime) conclude(wf *workflowState, v any, err error) ending {
 	}
 	if halt := wf.halted(); halt != nil {
 		switch {
+		case errors.Is(halt, ErrLeaseLost):
+			// Fenced: not an outcome. The adopter (or this executor, once
+			// it holds its lease again) finishes the workflow.
+			return ended(nil, sysdb.StatusPending, halt)
 		case errors.Is(halt, ErrWorkflowCancelled):
 			// Whatever the body made of it: a cancelled workflow's outcome is
 			// its cancellation.

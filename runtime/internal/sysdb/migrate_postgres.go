@@ -21,6 +21,9 @@ func (p *Postgres) Migrate(ctx context.Context) (MigrateResult, error) {
 		if attempt < 3 && errors.As(err, &pgErr) && (pgErr.Code == "42P06" || pgErr.Code == "42P07" || pgErr.Code == "23505" || pgErr.Code == "42710") {
 			continue // duplicate schema, table, key or object: someone else created it
 		}
+		if err == nil {
+			err = p.migrateOwn(ctx) // dbosgen's own tables, once DBOS's are there
+		}
 		return res, err
 	}
 }

@@ -29,6 +29,9 @@ func (s *SQLite) Migrate(ctx context.Context) (MigrateResult, error) {
 		res = MigrateResult{Created: true, Version: SchemaVersion}
 		return nil
 	})
+	if err == nil {
+		err = s.migrateOwn(ctx) // dbosgen's own tables, once DBOS's are there
+	}
 	return res, err
 }
 

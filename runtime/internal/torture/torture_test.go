@@ -398,7 +398,9 @@ func (d *driver) supervise(slot int) {
 				d.mu.Lock()
 				d.launchFail++
 				d.mu.Unlock()
-				if !strings.Contains(msg, "cannot reach") {
+				// A twin holding this executor ID's lease (see twin) refuses
+				// the replacement until the twin quits: retried too.
+				if !strings.Contains(msg, "cannot reach") && !strings.Contains(msg, "executor ID in use") {
 					d.violation("worker %d (pid %d): Launch failed after connecting: %s", p.n, p.pid, msg)
 				}
 				time.Sleep(300 * time.Millisecond)
@@ -760,8 +762,9 @@ func (d *driver) restartPostgres() {
 }
 
 // twin kills a worker and, at once, starts a second process with the same
-// executor ID: the two recover the same workflows concurrently. The twin is
-// then shut down gracefully.
+// executor ID, racing the killed worker's replacement: executor leases let
+// one of the two launch and refuse the other (ErrExecutorInUse, exit 3)
+// until it is gone. The twin is then shut down gracefully.
 func (d *driver) twin() {
 	s := d.readySlots()
 	if len(s) == 0 {
