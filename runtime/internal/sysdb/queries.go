@@ -69,7 +69,7 @@ GROUP BY s.application_version ORDER BY s.application_version`),
 		recordStep: d.render(`INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
 	child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms, serialization, application_name)
 VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7::BIGINT, 0), $8, 'portable_json', NULLIF($9, ''))
-ON CONFLICT (workflow_uuid, function_id) DO NOTHING`),
+` + onConflictNothing),
 		recordedStep: d.render(`SELECT ` + stepColumns + ` FROM {schema}.operation_outputs WHERE workflow_uuid = $1 AND function_id = $2`),
 	}
 	if d.cte {
@@ -90,6 +90,10 @@ ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excl
 	q.cancel = d.render(strings.Replace(cancelSet, "(SELECT id FROM tree)", "("+cancelTree+" SELECT id FROM tree)", 1))
 	return q
 }
+
+// onConflictNothing ends a step insert: the first recorded outcome wins.
+const onConflictNothing = `
+ON CONFLICT (workflow_uuid, function_id) DO NOTHING`
 
 // stepArgs are recordStep's arguments.
 func stepArgs(s StepRow, appName string) []any {
