@@ -60,7 +60,7 @@ VALUES (?, ?, ?, ?, ?, 'portable_json', 'bench')`
 	if err != nil {
 		b.Fatal(err)
 	}
-	pc.MaxConns = 16 // as the runtime's pool
+	pc.MaxConns = 20 // as the runtime's default pool (Config.SystemPoolSize)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		b.Fatal(err)
@@ -207,6 +207,83 @@ func benchThroughput(b *testing.B, workers int) {
 			ratio := float64(wfTime) / float64(rawTime)
 			b.ReportMetric(ratio, "x-raw-insert")
 			b.ReportMetric(ratio/3, "x-raw-per-stmt")
+		})
+	}
+}
+
+func BenchmarkSteps16(b *testing.B) { benchSteps(b, 16) }
+func BenchmarkSteps64(b *testing.B) { benchSteps(b, 64) }
+
+// benchSteps: inFlight workflows at once, each running steps until b.N steps
+// ran in all, next to inFlight goroutines of raw INSERTs (on a pool of as
+// many connections as the runtime's) in the same run. x-raw-insert below 1
+// means checkpoints beat single-row INSERTs: they share round trips.
+func benchSteps(b *testing.B, inFlight int) {
+	for _, engine := range dbtest.Engines {
+		b.Run(engine, func(b *testing.B) {
+			url := dbtest.URL(b, engine)
+			rt, ctx := launch(b, url)
+			raw := newRawInserter(b, engine, url, rt)
+			opts := &dbos.StepOptions{Name: "bench"}
+			var left atomic.Int64
+			in := setBenchBody(b, func(ctx context.Context, in input) (string, error) {
+				for left.Add(-1) >= 0 {
+					if _, err := dbos.RunStep(ctx, opts, func(ctx context.Context) (int, error) { return 42, nil }); err != nil {
+						return "", err
+					}
+				}
+				return "", nil
+			})
+			parallel := func(f func() error) time.Duration {
+				var wg sync.WaitGroup
+				errs := make(chan error, inFlight)
+				t0 := time.Now()
+				for range inFlight {
+					wg.Go(func() {
+						if err := f(); err != nil {
+							errs <- err
+						}
+					})
+				}
+				wg.Wait()
+				close(errs)
+				for err := range errs {
+					b.Fatal(err)
+				}
+				return time.Since(t0)
+			}
+			steps := func(n int) time.Duration {
+				left.Store(int64(n))
+				return parallel(func() error { _, err := testWF.Run(ctx, in); return err })
+			}
+			key := fmt.Sprint("raw-", benchRun.Add(1))
+			var seq atomic.Int64
+			inserts := func(n int) time.Duration {
+				var done atomic.Int64
+				return parallel(func() error {
+					for done.Add(1) <= int64(n) {
+						if err := raw(ctx, key, int(seq.Add(1))); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			steps(inFlight * 4) // warm up
+			inserts(inFlight * 4)
+			b.ResetTimer()
+			var stepTime, rawTime time.Duration
+			half := (b.N + 1) / 2
+			for _, n := range []int{half, b.N - half} {
+				b.StopTimer()
+				rawTime += inserts(n)
+				b.StartTimer()
+				stepTime += steps(n)
+			}
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/stepTime.Seconds(), "steps/s")
+			b.ReportMetric(float64(b.N)/rawTime.Seconds(), "raw-inserts/s")
+			b.ReportMetric(float64(stepTime)/float64(rawTime), "x-raw-insert")
 		})
 	}
 }

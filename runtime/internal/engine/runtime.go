@@ -170,6 +170,9 @@ func openStore(ctx context.Context, rc resolved) (sysdb.Store, *pgPool, error) {
 		}
 		store = s
 	}
+	if rc.DisableStepBatching {
+		store.(interface{ SetBatching(bool) }).SetBatching(false)
+	}
 	// Connected: from here a database that drops away briefly (a restart, a
 	// cut connection) is waited for, within ctx, rather than failing Launch.
 	var mr sysdb.MigrateResult

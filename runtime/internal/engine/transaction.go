@@ -301,7 +301,7 @@ func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, in
 		}
 	}()
 	txCtx := context.WithValue(ctx, stepKey, &stepState{info: info, tx: true})
-	out, err = callSafely(txCtx, func(c context.Context) (R, error) { return fn(c, tx) })
+	out, err = callSafely(txCtx, func(c context.Context) (R, error) { return fn(c, tx.Tx) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return out, rec, err
@@ -321,24 +321,25 @@ func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, in
 		if r.Output, err = encodeValue(out); err != nil {
 			return out, rec, fmt.Errorf("dbos: transaction %s returned a value that cannot be stored as JSON: %w", opts.Name, err)
 		}
-		fresh, err := a.Record(ctx, tx, r)
-		if err != nil {
-			if again := retryable(err); again != nil && ctx.Err() == nil {
+		res := a.RecordAndCommit(ctx, tx, r)
+		done = true
+		switch {
+		case res.RecordErr != nil:
+			if again := retryable(res.RecordErr); again != nil && ctx.Err() == nil {
 				return out, rec, again
 			}
 			// The function left its transaction unusable (it swallowed an
 			// error, or committed or rolled back itself): that is its outcome.
-			return out, rec, fmt.Errorf("dbos: transaction %s: recording its outcome in its own transaction: %w", opts.Name, err)
-		}
-		if !fresh {
-			_ = tx.Rollback()
-			done = true
+			return out, rec, fmt.Errorf("dbos: transaction %s: recording its outcome in its own transaction: %w", opts.Name, res.RecordErr)
+		case !res.Recorded && res.CommitErr == nil:
 			rec, err = lookupRecorded(rt, r)
 			return out, rec, err
 		}
+		err = res.CommitErr
+	} else {
+		err = tx.Commit()
+		done = true
 	}
-	err = tx.Commit()
-	done = true
 	if err == nil {
 		return out, rec, nil
 	}

@@ -74,14 +74,28 @@ func (a *AppDB) SameAsSystem() bool { return a.same }
 // Begin starts a transaction. SQLite is serializable whatever is asked (its
 // driver takes no levels), and read-only transactions run on its read pool,
 // beside the writer.
-func (a *AppDB) Begin(ctx context.Context, iso sql.IsolationLevel, readOnly bool) (*sqlx.Tx, error) {
-	if !a.sqlite {
-		return a.rw.BeginTxx(ctx, &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
+//
+// On PostgreSQL the transaction runs on a connection of its own, so that
+// RecordAndCommit can pipeline its checkpoint with its COMMIT.
+func (a *AppDB) Begin(ctx context.Context, iso sql.IsolationLevel, readOnly bool) (*Tx, error) {
+	if a.sqlite {
+		db, opts := a.rw, (*sql.TxOptions)(nil)
+		if readOnly {
+			db, opts = a.ro, &sql.TxOptions{ReadOnly: true}
+		}
+		tx, err := db.BeginTxx(ctx, opts)
+		return &Tx{Tx: tx}, err
 	}
-	if readOnly {
-		return a.ro.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true})
+	conn, err := a.rw.Connx(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return a.rw.BeginTxx(ctx, nil)
+	tx, err := conn.BeginTxx(ctx, &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	return &Tx{Tx: tx, conn: conn}, nil
 }
 
 // Record inserts a transaction's outcome in its own transaction; false means
@@ -98,7 +112,7 @@ func (a *AppDB) Lookup(ctx context.Context, workflowID string, stepID int) (Step
 // ConnectionLost reports whether tx's connection is gone, so that an error
 // the function returned is a lost connection, not its outcome. An embedded
 // SQLite file has no connection to lose.
-func (a *AppDB) ConnectionLost(ctx context.Context, tx *sqlx.Tx) bool {
+func (a *AppDB) ConnectionLost(ctx context.Context, tx *Tx) bool {
 	if a.sqlite {
 		return false
 	}

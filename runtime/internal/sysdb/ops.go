@@ -16,10 +16,37 @@ type store struct {
 	dl      dialect
 	q       queries
 	appName string // application_name of the rows this store writes and recovers
+	batch   *stepBatcher
 }
 
+// Flights of step checkpoints at once before they batch: on PostgreSQL a
+// few connections' worth (more flights mean fewer rows per statement); on
+// SQLite one, as it has one writer.
+const (
+	pgFlights     = 4
+	sqliteFlights = 1
+	maxBatchRows  = 256
+)
+
 func newStore(d engineDriver, dl dialect, appName string) *store {
-	return &store{d: d, dl: dl, q: buildQueries(dl), appName: appName}
+	s := &store{d: d, dl: dl, q: buildQueries(dl), appName: appName}
+	s.SetBatching(true)
+	return s
+}
+
+// SetBatching turns the sharing of round trips by concurrent step
+// checkpoints on or off (off: each checkpoint is its own statement, for
+// debugging). Call it before the store is used.
+func (s *store) SetBatching(on bool) {
+	if !on {
+		s.batch = nil
+		return
+	}
+	b := &stepBatcher{maxFlights: pgFlights, maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
+	if !s.dl.cte {
+		b.maxFlights, b.many = sqliteFlights, s.recordStepsTx
+	}
+	s.batch = b
 }
 
 // InitWorkflow implements Store. On PostgreSQL it is one data-modifying CTE
@@ -169,14 +196,27 @@ func (s *store) Steps(ctx context.Context, workflowID string) ([]StepRow, error)
 	})
 }
 
-// RecordStep implements Store: one INSERT; only when another execution
+// recordOne inserts one step row with its own statement.
+func (s *store) recordOne(ctx context.Context, st StepRow) (bool, error) {
+	n, err := s.d.writer().Exec(ctx, s.q.recordStep, stepArgs(st, s.appName)...)
+	return n == 1, err
+}
+
+// RecordStep implements Store: one INSERT, which concurrent checkpoints may
+// share (see stepBatcher); only when another execution
 // recorded the step first, a second query reads that outcome.
 func (s *store) RecordStep(ctx context.Context, st StepRow) (StepRow, bool, error) {
-	n, err := s.d.writer().Exec(ctx, s.q.recordStep, stepArgs(st, s.appName)...)
+	var inserted bool
+	var err error
+	if s.batch != nil {
+		inserted, err = s.batch.record(ctx, st)
+	} else {
+		inserted, err = s.recordOne(ctx, st)
+	}
 	if err != nil {
 		return StepRow{}, false, err
 	}
-	if n == 1 {
+	if inserted {
 		st.Serialization = FormatPortable
 		return st, true, nil
 	}

@@ -50,6 +50,7 @@ type queries struct {
 	// data-modifying CTE; SQLite runs init and finish as a transaction of
 	// plain statements, the others below.
 	init, finish, cancel              string
+	recordSteps                       string // PostgreSQL only: a batch of steps
 	insertInputs, deadLetter, outcome string // SQLite only
 }
 
@@ -68,11 +69,11 @@ GROUP BY s.application_version ORDER BY s.application_version`),
 		recordStep: d.render(`INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
 	child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms, serialization, application_name)
 VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7::BIGINT, 0), $8, 'portable_json', NULLIF($9, ''))
-ON CONFLICT (workflow_uuid, function_id) DO NOTHING`),
+` + onConflictNothing),
 		recordedStep: d.render(`SELECT ` + stepColumns + ` FROM {schema}.operation_outputs WHERE workflow_uuid = $1 AND function_id = $2`),
 	}
 	if d.cte {
-		q.init, q.finish = d.render(pgInit), d.render(pgFinish)
+		q.init, q.finish, q.recordSteps = d.render(pgInit), d.render(pgFinish), d.render(recordSteps)
 		q.cancel = d.render(cancelTree + `, c AS (` + cancelSet + `)
 SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`)
 		return q
@@ -89,6 +90,10 @@ ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excl
 	q.cancel = d.render(strings.Replace(cancelSet, "(SELECT id FROM tree)", "("+cancelTree+" SELECT id FROM tree)", 1))
 	return q
 }
+
+// onConflictNothing ends a step insert: the first recorded outcome wins.
+const onConflictNothing = `
+ON CONFLICT (workflow_uuid, function_id) DO NOTHING`
 
 // stepArgs are recordStep's arguments.
 func stepArgs(s StepRow, appName string) []any {
@@ -206,3 +211,15 @@ ON CONFLICT (workflow_uuid) DO UPDATE SET
 	executor_id = CASE WHEN w.status = 'PENDING' THEN excluded.executor_id ELSE w.executor_id END,
 	updated_at = CASE WHEN w.status = 'PENDING' THEN excluded.updated_at ELSE w.updated_at END
 RETURNING workflow_uuid`
+
+// recordSteps is recordStep for many rows in one statement (PostgreSQL):
+// the rows come as arrays, so one statement text serves every batch size and
+// is prepared once. It returns the keys it inserted.
+const recordSteps = `INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
+	child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms, serialization, application_name)
+SELECT u.wf, u.fid, u.name, NULLIF(u.out, ''), NULLIF(u.err, ''), NULLIF(u.child, ''), NULLIF(u.started, 0), u.completed,
+	'portable_json', NULLIF($9, '')
+FROM unnest($1::TEXT[], $2::INTEGER[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[])
+	AS u(wf, fid, name, out, err, child, started, completed)
+ON CONFLICT (workflow_uuid, function_id) DO NOTHING
+RETURNING workflow_uuid, function_id`

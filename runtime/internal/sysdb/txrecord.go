@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -14,6 +15,9 @@ import (
 // copies the outcome to the system database after the commit.
 type TxRecorder struct {
 	insert, lookup string
+	// strict is insert without ON CONFLICT: a duplicate fails on its key,
+	// which aborts the transaction (see AppDB.RecordAndCommit).
+	strict string
 	appName        string
 	system         bool
 	stmt           *sql.Stmt // the insert, prepared once (SQLite; see Prepare)
@@ -27,17 +31,22 @@ type Queryer interface {
 // NewTxRecorder builds the statements for an engine; schema applies to
 // PostgreSQL only; appName is written on system-database rows.
 func NewTxRecorder(sqlite bool, schema string, sameAsSystem bool, appName string) TxRecorder {
-	d := dialect{sqlite: sqlite, schema: quoteIdent(schema)}
+	d := pgDialect(schema)
+	if sqlite {
+		d = sqliteDialect
+	}
 	r := TxRecorder{appName: appName, system: sameAsSystem}
 	if sameAsSystem {
 		q := buildQueries(d)
 		r.insert, r.lookup = q.recordStep, q.recordedStep
+		r.strict = strings.Replace(r.insert, onConflictNothing, "", 1)
 		return r
 	}
 	r.insert = d.render(`INSERT INTO {schema}.` + appTable + ` (workflow_uuid, function_id, function_name, output, error, created_at)
-VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6) ON CONFLICT (workflow_uuid, function_id) DO NOTHING`)
+VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), $6)` + onConflictNothing)
 	r.lookup = d.render(`SELECT function_id, function_name, COALESCE(output, ''), COALESCE(error, ''), '', serialization, 0, created_at
 FROM {schema}.` + appTable + ` WHERE workflow_uuid = $1 AND function_id = $2`)
+	r.strict = strings.Replace(r.insert, onConflictNothing, "", 1)
 	return r
 }
 
@@ -58,10 +67,7 @@ func (r *TxRecorder) Record(ctx context.Context, tx *sql.Tx, s StepRow) (bool, e
 	if s.CompletedMS == 0 {
 		s.CompletedMS = time.Now().UnixMilli()
 	}
-	args := []any{s.WorkflowID, s.StepID, s.Name, s.Output, s.Error, s.CompletedMS}
-	if r.system {
-		args = stepArgs(s, r.appName)
-	}
+	args := r.args(s)
 	var res sql.Result
 	var err error
 	if r.stmt != nil {
@@ -74,6 +80,17 @@ func (r *TxRecorder) Record(ctx context.Context, tx *sql.Tx, s StepRow) (bool, e
 	}
 	n, err := res.RowsAffected()
 	return n == 1, err
+}
+
+// args are the insert's arguments for s.
+func (r *TxRecorder) args(s StepRow) []any {
+	if s.CompletedMS == 0 {
+		s.CompletedMS = time.Now().UnixMilli()
+	}
+	if r.system {
+		return stepArgs(s, r.appName)
+	}
+	return []any{s.WorkflowID, s.StepID, s.Name, s.Output, s.Error, s.CompletedMS}
 }
 
 // Lookup reads a recorded outcome.

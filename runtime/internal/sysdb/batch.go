@@ -1,0 +1,117 @@
+package sysdb
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// stepBatcher lets concurrent step checkpoints share a round trip (group
+// commit in the client). A checkpoint that finds a free flight sends its
+// row at once, alone: one in flight waits for no company. Checkpoints that
+// arrive while every flight is busy queue, and the next flight to end sends
+// all of them as one statement (PostgreSQL: a multi-row INSERT; SQLite: one
+// transaction, one commit). Each caller returns once the statement holding
+// its row has committed, with its own row's result.
+type stepBatcher struct {
+	maxFlights int
+	maxRows    int
+	// one records a single row (the unbatched statement); many records rows
+	// in one statement and reports which of them it inserted.
+	one  func(ctx context.Context, row StepRow) (bool, error)
+	many func(ctx context.Context, rows []StepRow) ([]bool, error)
+
+	mu      sync.Mutex
+	flights int
+	queue   []*queuedStep
+
+	batches, batchedRows atomic.Int64 // multi-row statements sent, and their rows
+}
+
+// batchTimeout bounds a batch's statement, which no caller's context does.
+const batchTimeout = time.Minute
+
+type queuedStep struct {
+	row  StepRow
+	done chan stepResult // buffered: the flusher never blocks on a caller
+}
+
+type stepResult struct {
+	inserted bool
+	err      error
+}
+
+// record inserts row, alone or in a batch; it reports whether this call
+// inserted it (false: a row with its key was there already).
+func (b *stepBatcher) record(ctx context.Context, row StepRow) (bool, error) {
+	b.mu.Lock()
+	if b.flights < b.maxFlights {
+		b.flights++
+		b.mu.Unlock()
+		ins, err := b.one(ctx, row)
+		b.landed()
+		return ins, err
+	}
+	q := &queuedStep{row: row, done: make(chan stepResult, 1)}
+	b.queue = append(b.queue, q)
+	b.mu.Unlock()
+	select {
+	case r := <-q.done:
+		return r.inserted, r.err
+	case <-ctx.Done():
+		// The row may still be written by its batch: a later execution
+		// then finds it recorded, as after any interrupted checkpoint.
+		return false, ctx.Err()
+	}
+}
+
+// landed ends a flight: if checkpoints queued meanwhile, the flight goes on
+// with them as one batch, in its own goroutine.
+func (b *stepBatcher) landed() {
+	b.mu.Lock()
+	if len(b.queue) == 0 {
+		b.flights--
+		b.mu.Unlock()
+		return
+	}
+	n := min(len(b.queue), b.maxRows)
+	batch := b.queue[:n:n]
+	b.queue = b.queue[n:]
+	b.mu.Unlock()
+	go func() {
+		b.flush(batch)
+		b.landed()
+	}()
+}
+
+// flush sends batch as one statement; if that fails, each row goes alone,
+// so that an error reaches the checkpoint that caused it.
+func (b *stepBatcher) flush(batch []*queuedStep) {
+	// The rows belong to callers with their own contexts; the statement
+	// serves them all, so it runs on its own, bounded.
+	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+	defer cancel()
+	if len(batch) == 1 {
+		ins, err := b.one(ctx, batch[0].row)
+		batch[0].done <- stepResult{ins, err}
+		return
+	}
+	rows := make([]StepRow, len(batch))
+	for i, q := range batch {
+		rows[i] = q.row
+	}
+	inserted, err := b.many(ctx, rows)
+	b.batches.Add(1)
+	b.batchedRows.Add(int64(len(rows)))
+	if err == nil {
+		for i, q := range batch {
+			q.done <- stepResult{inserted: inserted[i]}
+		}
+		return
+	}
+	for _, q := range batch {
+		ins, err := b.one(ctx, q.row)
+		q.done <- stepResult{ins, err}
+	}
+}

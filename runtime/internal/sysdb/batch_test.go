@@ -1,0 +1,144 @@
+package sysdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The batcher's rules, with statements simulated: one in flight goes alone
+// and at once; arrivals while every flight is busy share the next statement;
+// a failed batch falls back to single rows, so each error reaches its own
+// caller.
+func TestStepBatcherRules(t *testing.T) {
+	release := make(chan struct{})
+	var ones, manys atomic.Int32
+	var sizes sync.Map
+	b := &stepBatcher{maxFlights: 1, maxRows: 100,
+		one: func(ctx context.Context, r StepRow) (bool, error) {
+			if ones.Add(1) == 1 {
+				<-release // hold the only flight until the others queue
+			}
+			if r.Name == "bad" {
+				return false, errors.New("bad row")
+			}
+			return true, nil
+		},
+		many: func(ctx context.Context, rows []StepRow) ([]bool, error) {
+			manys.Add(1)
+			sizes.Store(len(rows), true)
+			for _, r := range rows {
+				if r.Name == "bad" {
+					return nil, errors.New("batch failed")
+				}
+			}
+			out := make([]bool, len(rows))
+			for i := range out {
+				out[i] = true
+			}
+			return out, nil
+		}}
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { _, err := b.record(ctx, StepRow{Name: "first"}); first <- err }()
+	for ones.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 10)
+	for i := range 10 {
+		wg.Go(func() {
+			name := fmt.Sprint("row", i)
+			if i == 3 {
+				name = "bad"
+			}
+			_, errs[i] = b.record(ctx, StepRow{Name: name, StepID: i})
+		})
+	}
+	for {
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		if n == 10 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if manys.Load() != 1 {
+		t.Errorf("%d batch statements, want 1 for the 10 queued rows", manys.Load())
+	}
+	if _, ok := sizes.Load(10); !ok {
+		t.Error("the queued rows were not sent together")
+	}
+	for i, err := range errs {
+		if (err != nil) != (i == 3) {
+			t.Errorf("row %d: err %v; only row 3 should fail", i, err)
+		}
+	}
+}
+
+// On the real engines: many concurrent checkpoints, some for the same key,
+// each get their own row's outcome, and exactly one of each key inserts.
+func TestRecordStepConcurrentBatches(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		mustInit(t, s, initParams("wf"))
+		const n = 300
+		var wg sync.WaitGroup
+		var insertedByKey [n / 2]atomic.Int32
+		got := make([]StepRow, n)
+		for i := range n {
+			wg.Go(func() {
+				key := i / 2 // two writers per key
+				row := StepRow{WorkflowID: "wf", StepID: key + 1, Name: "s", Output: fmt.Sprintf(`%d`, i)}
+				st, fresh, err := s.RecordStep(ctx, row)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if fresh {
+					insertedByKey[key].Add(1)
+				}
+				got[i] = st
+			})
+		}
+		wg.Wait()
+		for k := range insertedByKey {
+			if c := insertedByKey[k].Load(); c != 1 {
+				t.Fatalf("key %d inserted %d times, want once", k, c)
+			}
+			if got[2*k].Output != got[2*k+1].Output {
+				t.Errorf("key %d: writers saw %s and %s; both must see the recorded one", k, got[2*k].Output, got[2*k+1].Output)
+			}
+		}
+		if b := batcherOf(s); b == nil || b.batches.Load() == 0 {
+			t.Error("300 concurrent checkpoints never shared a statement")
+		} else {
+			t.Logf("%d rows in %d shared statements", b.batchedRows.Load(), b.batches.Load())
+		}
+		steps, err := s.Steps(ctx, "wf")
+		if err != nil || len(steps) != n/2 {
+			t.Fatalf("%d steps recorded, %v; want %d", len(steps), err, n/2)
+		}
+	})
+}
+
+func batcherOf(s Store) *stepBatcher {
+	switch s := s.(type) {
+	case *Postgres:
+		return s.batch
+	case *SQLite:
+		return s.batch
+	}
+	return nil
+}
