@@ -29,8 +29,13 @@ type commitCutter struct {
 	wg     sync.WaitGroup
 }
 
-// commitMsg is pgx's COMMIT: a simple-protocol Query message.
-var commitMsg = []byte("Q\x00\x00\x00\x0bcommit\x00")
+// commitMsg is pgx's COMMIT: a simple-protocol Query message. A checkpoint
+// pipelined with its COMMIT sends pipelinedCommit instead, in the Parse
+// message of the pipeline's first run.
+var (
+	commitMsg       = []byte("Q\x00\x00\x00\x0bcommit\x00")
+	pipelinedCommit = []byte("COMMIT\x00")
+)
 
 const (
 	cutBefore = 1
@@ -95,7 +100,7 @@ func (p *commitCutter) accept() {
 				n, err := c.Read(buf)
 				if n > 0 {
 					chunk := buf[:n]
-					if mode := p.armed.Load(); mode != 0 && bytes.Contains(chunk, commitMsg) && p.armed.CompareAndSwap(mode, 0) {
+					if mode := p.armed.Load(); mode != 0 && (bytes.Contains(chunk, commitMsg) || bytes.Contains(chunk, pipelinedCommit)) && p.armed.CompareAndSwap(mode, 0) {
 						p.cuts.Add(1)
 						mute.Store(true)
 						if mode == cutAfter {

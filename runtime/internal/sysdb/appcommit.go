@@ -4,8 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
+	"strconv"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
@@ -56,6 +57,38 @@ type CommitOutcome struct {
 	CommitErr error
 }
 
+// pipelineResult reads the outcome of the pipeline's next statement.
+func pipelineResult(pipe *pgconn.Pipeline) error {
+	res, err := pipe.GetResults()
+	if err != nil {
+		return err
+	}
+	if rr, ok := res.(*pgconn.ResultReader); ok {
+		_, err = rr.Close()
+		return err
+	}
+	return fmt.Errorf("pipeline: unexpected %T", res)
+}
+
+// textParams encodes a checkpoint's arguments (strings and integers) in
+// PostgreSQL's text format.
+func textParams(args []any) ([][]byte, error) {
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		switch v := a.(type) {
+		case string:
+			out[i] = []byte(v)
+		case int:
+			out[i] = strconv.AppendInt(nil, int64(v), 10)
+		case int64:
+			out[i] = strconv.AppendInt(nil, v, 10)
+		default:
+			return nil, fmt.Errorf("checkpoint argument %d: unexpected %T", i+1, a)
+		}
+	}
+	return out, nil
+}
+
 // RecordAndCommit records s in tx and commits both: on PostgreSQL in one
 // round trip (the checkpoint INSERT and COMMIT pipelined), elsewhere one
 // after the other. A checkpoint that finds the step recorded already fails
@@ -76,25 +109,41 @@ func (a *AppDB) RecordAndCommit(ctx context.Context, tx *Tx, s StepRow) CommitOu
 		if !ok {
 			return errors.New("not a pgx connection")
 		}
-		b := &pgx.Batch{}
-		b.Queue(a.rec.strict, a.rec.args(s)...)
-		b.Queue("COMMIT")
-		br := c.Conn().SendBatch(ctx, b)
-		_, ierr := br.Exec()
-		_, cerr := br.Exec()
-		if err := br.Close(); err != nil && ierr == nil && cerr == nil {
+		// pgconn's pipeline rather than a pgx batch: the statements go as
+		// unnamed Parse/Bind/Execute messages behind one Sync, in one write,
+		// whatever the connection's statement cache holds.
+		params, err := textParams(a.rec.args(s))
+		if err != nil {
+			out.RecordErr = err
+			return nil
+		}
+		pipe := c.Conn().PgConn().StartPipeline(ctx)
+		pipe.SendQueryParams(a.rec.strict, params, nil, nil, nil)
+		pipe.SendQueryParams("COMMIT", nil, nil, nil, nil)
+		var ierr, cerr error
+		if err := pipe.Sync(); err != nil {
+			ierr = err
+		} else {
+			ierr = pipelineResult(pipe)
+			if ierr == nil {
+				cerr = pipelineResult(pipe)
+			}
+		}
+		if err := pipe.Close(); err != nil && ierr == nil && cerr == nil {
 			cerr = err
 		}
 		var pgErr *pgconn.PgError
 		switch {
-		case ierr != nil && errors.As(ierr, &pgErr) && pgErr.Code == "23505":
-			// recorded by another execution: not fresh
-		case ierr != nil && (IsTransient(ierr) || pgconn.SafeToRetry(ierr)):
-			out.CommitErr = ierr // the round trip failed: whether anything landed is unknown
-		case ierr != nil:
-			out.RecordErr = ierr
-		default:
+		case ierr == nil:
 			out.Recorded, out.CommitErr = true, cerr
+		case !errors.As(ierr, &pgErr):
+			// No answer from the server: whether the pipeline's COMMIT
+			// landed is unknown, and the record will say.
+			out.CommitErr = ierr
+		case pgErr.Code == "23505":
+			// Recorded by another execution: the COMMIT was skipped.
+		default:
+			out.RecordErr = ierr // the server refused the checkpoint: nothing committed
 		}
 		return nil
 	})
