@@ -17,10 +17,10 @@ type TxRecorder struct {
 	insert, lookup string
 	// strict is insert without ON CONFLICT: a duplicate fails on its key,
 	// which aborts the transaction (see AppDB.RecordAndCommit).
-	strict string
-	appName        string
-	system         bool
-	stmt           *sql.Stmt // the insert, prepared once (SQLite; see Prepare)
+	strict  string
+	appName string
+	system  bool
+	stmt    *sql.Stmt // the insert, prepared once (SQLite; see Prepare)
 }
 
 // Queryer is what TxRecorder reads through: a *sql.DB or a *sql.Tx.
