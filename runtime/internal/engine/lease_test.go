@@ -160,7 +160,7 @@ func TestLeaseRenewalCost(t *testing.T) {
 	n := map[string]int{}
 	for _, s := range sent {
 		switch {
-		case s.kind == "cancel-poll" || s.kind == "listen":
+		case s.kind == "cancel-poll" || s.kind == "listen" || s.kind == "queue-poll":
 		case s.kind == "lease" && s.key == "exec-1":
 			n["renew"]++
 		case s.kind == "lease" && s.key == "test":

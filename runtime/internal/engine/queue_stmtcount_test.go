@@ -61,7 +61,15 @@ func TestQueueStatementCount(t *testing.T) {
 	if k["step"] != n || k["finish"] != n {
 		t.Fatalf("want %d step records and finishes: %v", n, k)
 	}
-	if k["dequeue"] > 3 || k["commit"] != 0 {
+	// Launch's schema checks run in transactions of their own, under
+	// advisory locks keyed by the migrations they guard.
+	migrations := 0
+	for _, s := range got {
+		if s.kind == "queue-lock" && strings.Contains(s.key, "migrat") {
+			migrations++
+		}
+	}
+	if k["dequeue"] > 3 || k["commit"] > migrations {
 		t.Fatalf("%d dequeue statements in %d transactions for %d workflows (batches of 100): %v", k["dequeue"], k["commit"], n, other)
 	}
 	if k["load-steps"] != 0 || k["read-workflow"] != 0 {

@@ -47,14 +47,23 @@ type stmtTracer struct {
 
 func (tr *stmtTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	s := stmt{kind: classify(d.SQL)}
+	batch := []stmt{s}
 	if len(d.Args) > 0 {
-		if k, ok := d.Args[0].(string); ok {
-			s.key = k
+		switch k := d.Args[0].(type) {
+		case string:
+			batch[0].key = k
+		case []string:
+			// Step checkpoints that shared one statement (a batch): each
+			// row counts, under its own workflow.
+			batch = batch[:0]
+			for _, wf := range k {
+				batch = append(batch, stmt{kind: s.kind, key: wf})
+			}
 		}
 	}
 	tr.mu.Lock()
 	if tr.on {
-		tr.sent = append(tr.sent, s)
+		tr.sent = append(tr.sent, batch...)
 	}
 	tr.mu.Unlock()
 	return ctx
