@@ -16,6 +16,7 @@ type store struct {
 	dl      dialect
 	q       queries
 	appName string // application_name of the rows this store writes and recovers
+	hub     *notifier
 }
 
 func newStore(d engineDriver, dl dialect, appName string) *store {
