@@ -270,6 +270,14 @@ func main() {
 	flag.IntVar(&crashAfter, "crash-after", 0, "kill the process with SIGKILL after this many steps have run (0: never)")
 	flag.Parse()
 	o := Order{ID: *order, SKU: *sku, Qty: *qty, Cents: int64(*qty) * 1999, Email: *email}
+	if *awaitPaymentFlag {
+		err := runAwaitPayment(o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "orders:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o, *failures); err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		os.Exit(1)
