@@ -42,9 +42,10 @@ func (rt *Runtime) subscribe(channel, payload string) *waiter {
 }
 
 // until waits until check holds or the deadline (zero: none) passes, and
-// reports whether check held. It stops with the workflow's halt error when
-// wf (may be nil) is cancelled, timed out or shut down, and with ctx's error
-// when ctx ends.
+// reports whether check held. The caller has looked once already (after
+// subscribing): until looks again at each wake-up, poll and the deadline.
+// It stops with the workflow's halt error when wf (may be nil) is
+// cancelled, timed out or shut down, and with ctx's error when ctx ends.
 func (w *waiter) until(ctx context.Context, wf *workflowState, deadline time.Time, check func(context.Context) (bool, error)) (bool, error) {
 	var done <-chan struct{}
 	if wf != nil {
@@ -58,10 +59,6 @@ func (w *waiter) until(ctx context.Context, wf *workflowState, deadline time.Tim
 	}
 	poll := w.rt.pollEvery()
 	for {
-		ok, err := w.check(ctx, check)
-		if ok || err != nil {
-			return ok, err
-		}
 		// Jittered, so that many waiters started together do not poll
 		// together.
 		tick := time.NewTimer(poll/2 + rand.N(poll/2))
@@ -79,6 +76,10 @@ func (w *waiter) until(ctx context.Context, wf *workflowState, deadline time.Tim
 			return false, ctx.Err()
 		}
 		tick.Stop()
+		ok, err := w.check(ctx, check)
+		if ok || err != nil {
+			return ok, err
+		}
 	}
 }
 

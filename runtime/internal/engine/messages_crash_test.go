@@ -258,14 +258,23 @@ func TestMessagesAcrossKills(t *testing.T) {
 			}()
 			kills := 0
 			var progress []int // steps recorded at each kill
+			steps := func() int {
+				return scalar[int](t, obs, "SELECT count(*) FROM {dbos}operation_outputs WHERE workflow_uuid IN ('inbox', 'sender', 'writer')")
+			}
 			for kills < 5 && time.Now().Before(deadline) {
-				time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond)
+				// Kill only a child that has made progress: one killed while
+				// it starts up tests nothing.
+				before := steps()
+				for steps() == before && !c.exited() && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+				}
+				time.Sleep(time.Duration(rng.IntN(300)) * time.Millisecond)
 				if c.exited() {
 					break
 				}
 				c.kill()
 				kills++
-				progress = append(progress, scalar[int](t, obs, "SELECT count(*) FROM {dbos}operation_outputs WHERE workflow_uuid IN ('inbox', 'sender', 'writer')"))
+				progress = append(progress, steps())
 				spec.Start = nil
 				c = startMsgChild(t, spec)
 			}

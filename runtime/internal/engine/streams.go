@@ -114,7 +114,11 @@ func ReadStream[T any](ctx context.Context, workflowID, key string) iter.Seq2[T,
 			return len(batch) > 0 || closed || finished, err
 		}
 		for {
-			if _, err := w.until(ctx, wf, time.Time{}, read); err != nil {
+			ready, err := w.check(ctx, read)
+			if err == nil && !ready {
+				_, err = w.until(ctx, wf, time.Time{}, read)
+			}
+			if err != nil {
 				yield(zero, err)
 				return
 			}

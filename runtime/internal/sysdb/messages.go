@@ -154,26 +154,47 @@ func (s *store) Send(ctx context.Context, m Message, step *StepRow) (StepRow, bo
 		m.MessageUUID = uuid.NewString()
 	}
 	topic := TopicOrNull(m.Topic)
-	stored, fresh, err := s.withStep(ctx, step, func(tx querier) error {
-		// INSERT ... SELECT FROM workflow_status: a missing destination
-		// inserts nothing (SQLite does not enforce DBOS's foreign key).
-		n, err := tx.Exec(ctx, s.dl.render(msgSend), m.Destination, topic, m.Value, m.Serialization, m.MessageUUID, nowMS())
-		if err != nil || n == 1 {
-			return err
+	var stored StepRow
+	var fresh bool
+	var err error
+	switch {
+	case step == nil:
+		err = s.insertMessage(ctx, s.d.writer(), m, topic)
+		fresh = err == nil
+	case s.dl.cte:
+		if fresh, err = s.pgStepWrite(ctx, pgSendStep, *step, m.Destination, topic, m.Value, m.Serialization, m.MessageUUID); err != nil || fresh {
+			stored = *step
+			break
 		}
-		var exists bool
-		if err := tx.QueryRow(ctx, s.dl.render(msgWorkflowExists), m.Destination).Scan(&exists); err != nil {
-			return err
+		var ok bool
+		if stored, ok, err = s.recordedStepRow(ctx, *step); err == nil && !ok {
+			err = fmt.Errorf("%w: %s", ErrNoDestination, m.Destination)
 		}
-		if !exists {
-			return fmt.Errorf("%w: %s", ErrNoDestination, m.Destination)
-		}
-		return nil // the idempotency key was used already: sent once
-	})
+	default:
+		stored, fresh, err = s.withStep(ctx, step, func(tx querier) error { return s.insertMessage(ctx, tx, m, topic) })
+	}
 	if err == nil && fresh {
 		s.signal(NotificationsChannel, Payload(m.Destination, topic))
 	}
 	return stored, fresh, err
+}
+
+// insertMessage inserts a message only for an existing destination (SQLite
+// does not enforce DBOS's foreign key): nothing inserted is either a
+// missing destination or an idempotency key used already.
+func (s *store) insertMessage(ctx context.Context, q querier, m Message, topic string) error {
+	n, err := q.Exec(ctx, s.dl.render(msgSend), m.Destination, topic, m.Value, m.Serialization, m.MessageUUID, nowMS())
+	if err != nil || n == 1 {
+		return err
+	}
+	var exists bool
+	if err := q.QueryRow(ctx, s.dl.render(msgWorkflowExists), m.Destination).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return fmt.Errorf("%w: %s", ErrNoDestination, m.Destination)
+	}
+	return nil // the idempotency key was used already: sent once
 }
 
 // HasMessage implements Messaging.
@@ -186,6 +207,9 @@ func (s *store) HasMessage(ctx context.Context, destination, topic string) (bool
 // Recv implements Messaging. The consume comes first here: the step row
 // holds the message it consumed.
 func (s *store) Recv(ctx context.Context, destination, topic string, step StepRow) (StepRow, bool, error) {
+	if s.dl.cte {
+		return s.pgRecv(ctx, destination, topic, step)
+	}
 	var got StepRow
 	err := s.d.inTx(ctx, func(tx querier) error {
 		var msg, format *string
@@ -217,6 +241,9 @@ func (s *store) Recv(ctx context.Context, destination, topic string, step StepRo
 
 // SetEvent implements Messaging.
 func (s *store) SetEvent(ctx context.Context, ev Event, step StepRow) (StepRow, bool, error) {
+	if s.dl.cte {
+		return s.pgWrite(ctx, pgSetEvent, step, nil, ev.Key, ev.Value, ev.Serialization)
+	}
 	stored, fresh, err := s.withStep(ctx, &step, func(tx querier) error {
 		if _, err := tx.Exec(ctx, s.dl.render(msgSetEvent), ev.WorkflowID, ev.Key, ev.Value, ev.Serialization); err != nil {
 			return err
@@ -258,6 +285,14 @@ func (s *store) GetEvent(ctx context.Context, workflowID, key string) (Event, bo
 
 // WriteStream implements Messaging.
 func (s *store) WriteStream(ctx context.Context, ev Event, step StepRow) (StepRow, bool, error) {
+	if s.dl.cte {
+		var format any = ev.Serialization
+		if ev.Value == StreamClosed {
+			format = nil
+		}
+		closed := fmt.Errorf("%w: stream %q of workflow %s", ErrStreamClosed, ev.Key, ev.WorkflowID)
+		return s.pgWrite(ctx, pgWriteStream, step, closed, ev.Key, ev.Value, format)
+	}
 	stored, fresh, err := s.withStep(ctx, &step, func(tx querier) error {
 		var closed bool
 		if err := tx.QueryRow(ctx, s.dl.render(msgStreamClosed), ev.WorkflowID, ev.Key, StreamClosed).Scan(&closed); err != nil {
