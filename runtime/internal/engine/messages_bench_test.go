@@ -18,7 +18,9 @@ import (
 // NOTIFY ping-pong between two goroutines on LISTEN connections of their
 // own, in the same run on the same database. PostgreSQL only: the baseline
 // is LISTEN/NOTIFY.
-func BenchmarkSendRecv(b *testing.B) {
+func BenchmarkSendRecv(b *testing.B) { b.Run("postgres", benchSendRecv) }
+
+func benchSendRecv(b *testing.B) {
 	url := dbtest.URL(b, "postgres")
 	_, ctx := launch(b, url)
 	n := b.N
@@ -154,7 +156,9 @@ SELECT pg_notify($1, $2) FROM i`
 // BenchmarkSetEvent: events/s of workflows calling SetEvent, next to raw
 // INSERT ... ON CONFLICT UPDATE + NOTIFY statements/s, halves of each
 // alternating in the same run, after a warm-up of both.
-func BenchmarkSetEvent(b *testing.B) {
+func BenchmarkSetEvent(b *testing.B) { b.Run("postgres", benchSetEvent) }
+
+func benchSetEvent(b *testing.B) {
 	url := dbtest.URL(b, "postgres")
 	_, ctx := launch(b, url)
 	in := setBenchBody(b, func(ctx context.Context, in input) (string, error) {
