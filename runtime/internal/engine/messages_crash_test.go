@@ -54,6 +54,11 @@ func msgCrashBody(spec msgCrashSpec) body {
 	return func(ctx context.Context, in input) (string, error) {
 		id, _ := dbos.WorkflowID(ctx)
 		switch {
+		case spec.Sleep[id] != "" && strings.HasPrefix(id, "recv-"):
+			// Recv's timeout is durable like a sleep.
+			d, _ := time.ParseDuration(spec.Sleep[id])
+			_, ok, err := dbos.Recv[int](ctx, "none", d)
+			return fmt.Sprint("received ", ok), err
 		case spec.Sleep[id] != "":
 			d, _ := time.ParseDuration(spec.Sleep[id])
 			return "slept", dbos.Sleep(ctx, d)
@@ -158,7 +163,8 @@ func column[T any](t testing.TB, rt *dbos.Runtime, query string, args ...any) []
 }
 
 // Sleep across SIGKILL: a sleep interrupted and resumed before its wake-up
-// time ends at the recorded time; one resumed after it returns at once.
+// time ends at the recorded time; one resumed after it returns at once; and
+// so does a Recv's timeout.
 func TestSleepAcrossKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("crash test")
@@ -168,7 +174,8 @@ func TestSleepAcrossKill(t *testing.T) {
 			defer fatalOnMust(t)
 			url := dbtest.URL(t, engine)
 			obs, _ := launch(t, limitPool(url, 2), withExecutor("observer"))
-			spec := msgCrashSpec{URL: limitPool(url, 4), Start: []string{"short", "long"}, Sleep: map[string]string{"short": "3s", "long": "8s"}}
+			spec := msgCrashSpec{URL: limitPool(url, 4), Start: []string{"short", "long", "recv-short"},
+				Sleep: map[string]string{"short": "3s", "long": "8s", "recv-short": "3s"}}
 			c := startMsgChild(t, spec)
 			wake := map[string]int64{}
 			waitFor(t, "both sleeps recorded", func() bool {
@@ -179,7 +186,7 @@ func TestSleepAcrossKill(t *testing.T) {
 						wake[id] = ms
 					}
 				}
-				return len(wake) == 2
+				return len(wake) == len(spec.Start)
 			})
 			time.Sleep(time.Second)
 			c.kill()
@@ -188,10 +195,16 @@ func TestSleepAcrossKill(t *testing.T) {
 			restart := time.Now()
 			spec.Start = nil
 			startMsgChild(t, spec).wait(t, time.Now().Add(30*time.Second))
-			for id, d := range map[string]time.Duration{"short": 3 * time.Second, "long": 8 * time.Second} {
+			for id, d := range map[string]time.Duration{"short": 3 * time.Second, "long": 8 * time.Second, "recv-short": 3 * time.Second} {
 				st := must(obs.WorkflowStatus(context.Background(), id))
 				if st.Status != dbos.StatusSuccess {
 					t.Fatalf("%s: %s %v", id, st.Status, st.Err)
+				}
+				if id == "recv-short" {
+					out := must(must(dbos.RetrieveWorkflow[string](dbos.WithRuntime(context.Background(), obs), id)).Result(context.Background()))
+					if out != "received false" {
+						t.Errorf("%s: %q, want a timeout", id, out)
+					}
 				}
 				done := scalar[int64](t, obs, "SELECT completed_at FROM {dbos}workflow_status WHERE workflow_uuid = $1", id)
 				t.Logf("%s: recorded wake-up %s after the restart, finished %s after it", id,
