@@ -126,31 +126,56 @@ func Recv[T any](ctx context.Context, topic string, timeout time.Duration) (T, b
 	started := time.Now().UnixMilli()
 	store := wf.rt.store
 	topic = sysdb.TopicOrNull(topic)
+	step := sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: recvStepName, StartedMS: started}
+	// Each look consumes the oldest message, if any, and records it with
+	// the step in one statement: a wake-up costs one round trip.
+	var res sysdb.RecvResult
+	look := func(orTimeout bool) func(context.Context) (bool, error) {
+		return func(ctx context.Context) (done bool, err error) {
+			res, err = store.Recv(ctx, wf.id, topic, step, orTimeout)
+			return res.Recorded, err
+		}
+	}
 	w := wf.rt.subscribe(sysdb.NotificationsChannel, sysdb.Payload(wf.id, topic))
 	defer w.cancel()
-	pending := func(ctx context.Context) (bool, error) { return store.HasMessage(ctx, wf.id, topic) }
-	has, err := w.check(ctx, pending)
-	if err != nil {
-		return zero, false, err
-	}
-	if !has {
-		wake, err := wakeTime(wf, sleepID, timeout)
-		if err != nil {
-			return zero, false, err
-		}
-		if _, err := w.until(ctx, wf, time.UnixMilli(wake), pending); err != nil {
-			return zero, false, err
+	done, err := w.check(ctx, look(false))
+	if err == nil && !done {
+		var wake int64
+		if wake, err = wakeTime(wf, sleepID, timeout); err == nil {
+			done, err = w.until(ctx, wf, time.UnixMilli(wake), look(false))
 		}
 	}
-	if halt := wf.halted(); halt != nil {
-		return zero, false, refuse(halt, "dbos: Recv")
+	if err == nil && !done {
+		// The timeout has passed: record it, or the message that came at
+		// the last moment. On dbCtx, riding out outages: it is an outcome.
+		if halt := wf.halted(); halt != nil {
+			return zero, false, refuse(halt, "dbos: Recv")
+		}
+		err = wf.rt.retryDB(wf.rt.dbCtx, func(ctx context.Context) error {
+			if _, err := look(true)(ctx); err != nil {
+				return err
+			}
+			if !res.Recorded {
+				return fmt.Errorf("receive at step %d recorded nothing", id)
+			}
+			return nil
+		})
 	}
-	step := sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: recvStepName, StartedMS: started}
-	stored, err := writeStep(wf, recvStepName, func(ctx context.Context) (sysdb.StepRow, bool, error) {
-		return store.Recv(ctx, wf.id, topic, step)
-	})
 	if err != nil {
+		// Interrupted while waiting: not an outcome; the next execution
+		// waits again, for what remains.
+		if halt := wf.halted(); halt != nil {
+			return zero, false, halt
+		}
+		if ctx.Err() != nil {
+			return zero, false, ctx.Err()
+		}
 		return zero, false, wf.abort(dbErr(err, "dbos: Recv in workflow %s", wf.id))
 	}
-	return storedValue[T](wf, stored)
+	if !res.Fresh {
+		if err := checkStored(wf, res.Step, recvStepName); err != nil {
+			return zero, false, err
+		}
+	}
+	return storedValue[T](wf, res.Step)
 }

@@ -42,9 +42,11 @@ type Messaging interface {
 	// HasMessage reports whether an unconsumed message waits on the topic.
 	HasMessage(ctx context.Context, destination, topic string) (bool, error)
 	// Recv consumes the oldest unconsumed message of the topic and records
-	// step with it as output (and its serialization), or with no output
-	// when there is none, in one transaction.
-	Recv(ctx context.Context, destination, topic string, step StepRow) (stored StepRow, fresh bool, err error)
+	// step with it as output (and its serialization), in one transaction
+	// (one statement on PostgreSQL). When there is none it records step
+	// with no output (a timeout) if orTimeout, and otherwise does nothing
+	// (Recorded false): the caller waits and tries again.
+	Recv(ctx context.Context, destination, topic string, step StepRow, orTimeout bool) (RecvResult, error)
 	// SetEvent upserts an event, adds it to the history under step's ID,
 	// records step and notifies EventsChannel, in one transaction.
 	SetEvent(ctx context.Context, ev Event, step StepRow) (stored StepRow, fresh bool, err error)
@@ -65,6 +67,13 @@ type Messaging interface {
 	Notifies() bool
 	// RecordStepAs is RecordStep keeping step.Serialization.
 	RecordStepAs(ctx context.Context, step StepRow) (stored StepRow, fresh bool, err error)
+}
+
+// RecvResult is what Recv did.
+type RecvResult struct {
+	Step     StepRow // the step as recorded, when Recorded
+	Recorded bool    // the step is recorded, by this call (Fresh) or an earlier execution
+	Fresh    bool
 }
 
 // Message is a row of notifications.
@@ -206,18 +215,27 @@ func (s *store) HasMessage(ctx context.Context, destination, topic string) (bool
 
 // Recv implements Messaging. The consume comes first here: the step row
 // holds the message it consumed.
-func (s *store) Recv(ctx context.Context, destination, topic string, step StepRow) (StepRow, bool, error) {
+func (s *store) Recv(ctx context.Context, destination, topic string, step StepRow, orTimeout bool) (RecvResult, error) {
 	if s.dl.cte {
-		return s.pgRecv(ctx, destination, topic, step)
+		return s.pgRecv(ctx, destination, topic, step, orTimeout)
 	}
-	var got StepRow
+	if !orTimeout {
+		// SQLite waiters poll: look on the read pool first, so that a poll
+		// finding nothing never takes the single write connection.
+		if has, err := s.HasMessage(ctx, destination, topic); err != nil || !has {
+			return RecvResult{}, err
+		}
+	}
+	got := step
 	err := s.d.inTx(ctx, func(tx querier) error {
 		var msg, format *string
 		err := tx.QueryRow(ctx, s.dl.render(msgConsume), destination, TopicOrNull(topic), step.StepID).Scan(&msg, &format)
+		if isNoRows(err) && !orTimeout {
+			return errNothingYet
+		}
 		if err != nil && !isNoRows(err) {
 			return err
 		}
-		got = step
 		got.Serialization = FormatPortable
 		if msg != nil {
 			got.Output, got.Serialization = *msg, FormatDBOSJSON // DBOS reads a message without format as DBOS_JSON
@@ -231,13 +249,20 @@ func (s *store) Recv(ctx context.Context, destination, topic string, step StepRo
 		}
 		return err
 	})
-	if errors.Is(err, errStepTaken) {
-		got = StepRow{WorkflowID: step.WorkflowID}
-		err = scanStep(s.d.reader().QueryRow(ctx, s.q.recordedStep, step.WorkflowID, step.StepID), &got)
-		return got, false, err
+	switch {
+	case errors.Is(err, errNothingYet):
+		return RecvResult{}, nil
+	case errors.Is(err, errStepTaken):
+		rec, ok, err := s.recordedStepRow(ctx, step)
+		return RecvResult{Step: rec, Recorded: ok}, err
+	case err != nil:
+		return RecvResult{}, err
 	}
-	return got, err == nil, err
+	return RecvResult{Step: got, Recorded: true, Fresh: true}, nil
 }
+
+// errNothingYet rolls back a Recv that found no message and may not time out.
+var errNothingYet = errors.New("no message yet")
 
 // SetEvent implements Messaging.
 func (s *store) SetEvent(ctx context.Context, ev Event, step StepRow) (StepRow, bool, error) {

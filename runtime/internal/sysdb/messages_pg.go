@@ -33,10 +33,12 @@ const pgSendStep = `WITH rec AS (
 SELECT 1 FROM rec`
 
 // pgRecv: pick the oldest unconsumed message (locking it), record the step
-// with it (or with no output: a timeout), and mark it consumed only if the
-// step was recorded by this statement. A racing execution of the same step
-// either waits on the message's lock and then conflicts on the step, or
-// conflicts on the step at once: it consumes nothing.
+// with it, or with no output (a timeout) when there is none and $9 allows
+// it, and mark the message consumed only if the step was recorded by this
+// statement. A racing execution of the same step either waits on the
+// message's lock and then conflicts on the step, or conflicts on the step
+// at once: it consumes nothing. The row back says whether a message was
+// picked and, when the step was recorded here, its output.
 const pgRecv = `WITH pick AS (
 	SELECT message_uuid, message, serialization FROM {schema}.notifications
 	WHERE destination_uuid = $7 AND topic = $8 AND consumed = false
@@ -47,13 +49,14 @@ const pgRecv = `WITH pick AS (
 	SELECT $1, $2, $3, p.message, NULL, NULLIF($4::BIGINT, 0), $5,
 		CASE WHEN p.message IS NULL THEN 'portable_json' ELSE COALESCE(NULLIF(p.serialization, ''), 'DBOS_JSON') END, NULLIF($6, '')
 	FROM (SELECT 1) one LEFT JOIN pick p ON true
+	WHERE p.message IS NOT NULL OR $9::BOOLEAN
 	ON CONFLICT (workflow_uuid, function_id) DO NOTHING
-	RETURNING COALESCE(output, ''), serialization
+	RETURNING COALESCE(output, '') AS output, serialization
 ), upd AS (
 	UPDATE {schema}.notifications SET consumed = true, consumed_by_function_id = $2
 	WHERE message_uuid = (SELECT message_uuid FROM pick) AND EXISTS (SELECT 1 FROM rec)
 )
-SELECT * FROM rec`
+SELECT EXISTS (SELECT 1 FROM pick), EXISTS (SELECT 1 FROM rec), COALESCE((SELECT output FROM rec), ''), COALESCE((SELECT serialization FROM rec), '')`
 
 // pgSetEvent: the step, the event upsert, its history row and the
 // notification DBOS's GetEvent waits for.
@@ -138,19 +141,24 @@ func (s *store) pgWrite(ctx context.Context, q string, step StepRow, unrecorded 
 }
 
 // pgRecv consumes and records in one statement (see pgRecv's query).
-func (s *store) pgRecv(ctx context.Context, destination, topic string, step StepRow) (StepRow, bool, error) {
+func (s *store) pgRecv(ctx context.Context, destination, topic string, step StepRow, orTimeout bool) (RecvResult, error) {
 	got := step
-	err := s.d.writer().QueryRow(ctx, s.dl.render(pgRecv), append(pgStepArgs(step, s.appName), destination, TopicOrNull(topic))...).
-		Scan(&got.Output, &got.Serialization)
-	if err == nil {
-		return got, true, nil
+	var picked, recorded bool
+	args := append(pgStepArgs(step, s.appName), destination, TopicOrNull(topic), orTimeout)
+	if err := s.d.writer().QueryRow(ctx, s.dl.render(pgRecv), args...).Scan(&picked, &recorded, &got.Output, &got.Serialization); err != nil {
+		return RecvResult{}, err
 	}
-	if !isNoRows(err) {
-		return StepRow{}, false, err
+	if recorded {
+		return RecvResult{Step: got, Recorded: true, Fresh: true}, nil
 	}
+	if !picked && !orTimeout {
+		return RecvResult{}, nil // nothing yet
+	}
+	// A message or the timeout was there to record, and the step was not
+	// recorded: another execution recorded it first.
 	rec, ok, err := s.recordedStepRow(ctx, step)
 	if err == nil && !ok {
 		err = fmt.Errorf("receive at step %d of workflow %s neither recorded nor found recorded", step.StepID, step.WorkflowID)
 	}
-	return rec, false, err
+	return RecvResult{Step: rec, Recorded: ok}, err
 }

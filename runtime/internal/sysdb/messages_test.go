@@ -36,10 +36,11 @@ func TestRecvExactlyOnceUnderRace(t *testing.T) {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					var err error
-					if got[i], fresh[i], err = s.Recv(ctx, "dest", "t", recvStep("dest", step)); err != nil {
-						t.Error(err)
+					r, err := s.Recv(ctx, "dest", "t", recvStep("dest", step), true)
+					if err != nil || !r.Recorded {
+						t.Error(r, err)
 					}
+					got[i], fresh[i] = r.Step, r.Fresh
 				}()
 			}
 			wg.Wait()
@@ -90,12 +91,12 @@ func TestSendErrorsAndIdempotency(t *testing.T) {
 		}
 		var n int
 		for {
-			st, _, err := s.Recv(ctx, "dest", "", recvStep("dest", 10+n))
+			r, err := s.Recv(ctx, "dest", "", recvStep("dest", 10+n), false)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if st.Output == "" {
-				break
+			if !r.Recorded {
+				break // no message, and no timeout recorded
 			}
 			n++
 		}
