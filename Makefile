@@ -28,7 +28,7 @@ help:
 	@echo "make demo      run examples/orders: crash it after step 2, watch it resume (embedded SQLite, no setup)"
 	@echo "make test      go vet, gofmt check, go test -race ./... on PostgreSQL and SQLite (starts local PostgreSQL)"
 	@echo "make interop   the DBOS interoperability suite (interop/): DBOS's Go SDK, CLI and an executor on dbosgen's database"
-	@echo "make check     fail if a generated dbos_gen.go in examples/ is out of date"
+	@echo "make check     fail if a generated dbos_gen.go is out of date, or dbosgen vet finds nondeterminism in a workflow"
 	@echo "make generate  regenerate examples/*/dbos_gen.go and the generator's golden files"
 	@echo "make bench     runtime benchmarks next to raw pgx / database/sql baselines, as a table"
 	@echo "make fuzz      fuzz the directive parser for FUZZTIME ($(FUZZTIME))"
@@ -102,6 +102,8 @@ generate:
 check:
 	$(GO) run ./cmd/dbosgen -check ./...
 	cd interop && $(GO) run github.com/dbosgen/dbosgen/cmd/dbosgen -check ./...
+	$(GO) run ./cmd/dbosgen vet ./...
+	cd interop && $(GO) run github.com/dbosgen/dbosgen/cmd/dbosgen vet ./...
 
 bench: postgres
 	@echo "==> go test -bench . ./runtime/internal/engine (BENCHTIME=$(BENCHTIME), BENCHCOUNT=$(BENCHCOUNT)); raw output in bin/bench.txt"

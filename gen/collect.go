@@ -11,12 +11,14 @@ import (
 	"strings"
 
 	"golang.org/x/tools/go/packages"
+
+	"github.com/dbosgen/dbosgen/gen/vet"
 )
 
 // spacedRE matches "// dbos:step" and friends: a directive someone wrote as
 // prose. Go only treats "//word:" without a space as a directive, and gofmt
 // would leave it in the doc comment, so it silently does nothing: warn.
-var spacedRE = regexp.MustCompile(`^//\s+dbos:(workflow|step|transaction)\b`)
+var spacedRE = regexp.MustCompile(`^//\s+dbos:(workflow|step|transaction|allow)\b`)
 
 // collector builds the model of one package, appending every problem it finds
 // to ds rather than stopping at the first.
@@ -64,6 +66,8 @@ func (c *collector) file(f *ast.File) {
 	for _, g := range f.Comments {
 		for _, cm := range g.List {
 			switch {
+			case vet.IsAllow(cm.Text):
+				// dbosgen vet's (gen/vet): allowed anywhere, checked there.
 			case strings.HasPrefix(cm.Text, DirectivePrefix):
 				fd := owner[cm]
 				if fd == nil {
@@ -222,7 +226,7 @@ func warnIgnored(ds *diags, p *packages.Package, dir string) {
 		}
 		for _, g := range f.Comments {
 			for _, cm := range g.List {
-				if strings.HasPrefix(cm.Text, DirectivePrefix) {
+				if strings.HasPrefix(cm.Text, DirectivePrefix) && !vet.IsAllow(cm.Text) {
 					ds.warnf(cm.Slash, "%s is ignored: %s", firstWord(cm.Text), why)
 				}
 			}

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/dbosgen/dbosgen/gen/vet"
 )
 
 // FuzzParseDirective checks the directive parser on arbitrary comments: it
@@ -42,6 +44,11 @@ func FuzzParseDirective(f *testing.F) {
 		}
 		if !strings.HasPrefix(text[d.KindOffset:], d.Kind) {
 			t.Fatalf("kind offset %d does not point at %q in %q", d.KindOffset, d.Kind, text)
+		}
+		// dbosgen vet recognizes directives on its own (it cannot import
+		// this package): it must see the same kind.
+		if k := vet.DirectiveKind(text); k != d.Kind {
+			t.Fatalf("vet.DirectiveKind(%q) = %q, the parser says %q", text, k, d.Kind)
 		}
 		for _, a := range d.Args {
 			if !strings.HasPrefix(text[a.Offset:], a.Key) {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"golang.org/x/tools/go/packages"
+
+	"github.com/dbosgen/dbosgen/gen/vet"
 )
 
 // Options say what to generate for.
@@ -122,6 +124,9 @@ func Generate(opts Options) (*Result, error) {
 		res.Files = append(res.Files, File{Path: path, Content: src, Old: old})
 	}
 
+	if !HasErrors(ds.list) {
+		vetWarnings(ds, l, opts)
+	}
 	res.Diagnostics = sortDiagnostics(ds.list)
 	res.Packages = pkgs
 	if HasErrors(res.Diagnostics) {
@@ -167,5 +172,20 @@ func loadErrors(ds *diags, p *packages.Package, generated map[string]bool) {
 			continue
 		}
 		ds.add(Diagnostic{Pos: e.Fset.Position(e.Pos), Message: e.Msg})
+	}
+}
+
+// vetWarnings adds what dbosgen vet finds in the packages' workflows as
+// warnings, so that every go generate shows them. The previous dbos_gen.go
+// files are hidden while loading; vet takes calls to the wrappers it would
+// declare, which do not resolve, for the recorded operations they are.
+func vetWarnings(ds *diags, l *loaded, opts Options) {
+	findings, err := vet.Check(vet.Config{Dir: opts.Dir, Env: opts.Env, BuildFlags: buildFlags(opts.Tags)}, l.pkgs)
+	if err != nil {
+		ds.add(Diagnostic{Severity: SeverityWarning, Message: "dbosgen vet could not check the workflows: " + err.Error()})
+		return
+	}
+	for _, f := range findings {
+		ds.add(Diagnostic{Pos: f.Pos, Severity: SeverityWarning, Message: f.Text()})
 	}
 }

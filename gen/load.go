@@ -89,7 +89,7 @@ func load(opts Options) (*loaded, error) {
 
 	full := base
 	full.Mode = packages.NeedName | packages.NeedFiles | packages.NeedCompiledGoFiles |
-		packages.NeedSyntax | packages.NeedTypes | packages.NeedTypesInfo
+		packages.NeedSyntax | packages.NeedTypes | packages.NeedTypesInfo | packages.NeedModule
 	full.Fset = l.fset
 	full.Overlay = overlay
 	full.ParseFile = func(fset *token.FileSet, filename string, src []byte) (*ast.File, error) {

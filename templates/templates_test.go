@@ -16,7 +16,7 @@ func TestInit(t *testing.T) {
 		got[f.Path] = string(f.Content)
 		paths = append(paths, f.Path)
 	}
-	want := []string{".github/workflows/dbosgen.yml", ".gitignore", "Makefile", "README.md", "go.mod", "main.go", "workflows.go"}
+	want := []string{".github/workflows/dbosgen.yml", ".gitignore", "Makefile", "README.md", "go.mod", "main.go", "workflows.go", "workflows_test.go"}
 	if strings.Join(paths, " ") != strings.Join(want, " ") {
 		t.Fatalf("files %v, want %v", paths, want)
 	}
@@ -32,6 +32,9 @@ func TestInit(t *testing.T) {
 	}
 	if !strings.Contains(got["main.go"], `dbos.Config{AppName: "hello", Setup: createTables}`) {
 		t.Errorf("main.go does not set AppName:\n%s", got["main.go"])
+	}
+	if !strings.Contains(got["workflows_test.go"], "dbostest.CrashAfter(") || !strings.Contains(got["workflows_test.go"], "dbostest.Replay(") {
+		t.Errorf("workflows_test.go does not use the test kit:\n%s", got["workflows_test.go"])
 	}
 	if !strings.Contains(got["Makefile"], "\tgo run github.com/dbosgen/dbosgen/cmd/dbosgen -check ./...") {
 		t.Errorf("Makefile lacks a tab-indented check recipe:\n%s", got["Makefile"])

@@ -104,7 +104,7 @@ func selectGreeting(ctx context.Context, tx *sqlx.Tx, name string) (string, erro
 //
 //dbos:workflow
 func greet(ctx context.Context, name string) (string, error) {
-	bodyRan.Store(true)
+	bodyRan.Store(true) //dbos:allow demo output for main; the workflow never reads it
 	id, _ := dbos.WorkflowID(ctx)
 	fmt.Printf("workflow %s: greet(%q)\n", id, name)
 

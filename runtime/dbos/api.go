@@ -70,3 +70,46 @@ func CancelWorkflow(ctx context.Context, id string) error { return engine.Cancel
 // init function; the sentinel's message is its name in the database, so keep
 // messages unique and stable.
 func RegisterError(err error) { engine.RegisterError(err) }
+
+// Observer sees what a runtime does as it happens: workflow executions,
+// step and transaction attempts, queue waits, workflows parked or left alone
+// at Launch. Set Config.Observer to install one; package
+// runtime/dbosotel makes one for OpenTelemetry. Embed NopObserver in your
+// own. The runtime's logs come from the same events.
+type Observer = engine.Observer
+
+// NopObserver does nothing; embed it in an Observer to implement only the
+// methods you need.
+type NopObserver = engine.NopObserver
+
+// The events an Observer receives.
+type (
+	// RuntimeEvent: a runtime launched or is shutting down.
+	RuntimeEvent = engine.RuntimeEvent
+	// LeftAlone: PENDING workflows Launch does not resume.
+	LeftAlone = engine.LeftAlone
+	// VersionCount: PENDING workflows of one other application version.
+	VersionCount = engine.VersionCount
+	// WorkflowExecution: an execution of a workflow's body begins.
+	WorkflowExecution = engine.WorkflowExecution
+	// WorkflowExecutionEnd: it ended, with the status it leaves.
+	WorkflowExecutionEnd = engine.WorkflowExecutionEnd
+	// WorkflowParked: a start parked a workflow that had started too often.
+	WorkflowParked = engine.WorkflowParked
+	// StepAttempt: one attempt of a step begins.
+	StepAttempt = engine.StepAttempt
+	// StepAttemptEnd: it ended; whether the step retries.
+	StepAttemptEnd = engine.StepAttemptEnd
+	// TransactionAttempt: one attempt of a transaction begins.
+	TransactionAttempt = engine.TransactionAttempt
+	// TransactionAttemptEnd: it ended; whether it runs again.
+	TransactionAttemptEnd = engine.TransactionAttemptEnd
+	// QueueWait: a workflow was enqueued.
+	QueueWait = engine.QueueWait
+	// QueueWaitEnd: its wait ended.
+	QueueWaitEnd = engine.QueueWaitEnd
+)
+
+// Observers combines observers: ...Started methods run in the order given,
+// each with the context the previous returned; ...Ended methods in reverse.
+func Observers(obs ...Observer) Observer { return engine.Observers(obs...) }

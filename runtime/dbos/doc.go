@@ -15,6 +15,9 @@
 //   - RetrieveWorkflow, CancelWorkflow and (*Runtime).WorkflowStatus: look at
 //     and stop workflows, in this process or another.
 //   - StepID and CurrentStep inside a step; RegisterError for your sentinels.
+//   - Config.Observer: an Observer sees every workflow execution, step and
+//     transaction attempt as it happens; package runtime/dbosotel makes one
+//     that produces OpenTelemetry spans and metrics.
 //   - The sentinel errors (ErrWorkflowCancelled, ErrMaxStepRetriesExceeded,
 //     ErrNondeterministic, ErrWorkflowConflict, ErrShutdown, ...), to test
 //     with errors.Is.

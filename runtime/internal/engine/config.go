@@ -79,6 +79,13 @@ type Config struct {
 	// schema is ready and before Launch resumes any workflow: create or
 	// migrate your own tables here, so recovered workflows find them.
 	Setup func(ctx context.Context, appDB *sqlx.DB) error
+	// Observer, when set, sees every workflow execution, step and
+	// transaction attempt, and queue wait as it happens, and can put a
+	// span in the context each body runs with (see Observer; package
+	// runtime/dbosotel makes one for OpenTelemetry). Combine several with
+	// Observers. The runtime's own logs come from the same events
+	// whatever is set here.
+	Observer Observer
 
 	tracer pgx.QueryTracer // statement counting in tests
 }

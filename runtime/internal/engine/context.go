@@ -40,6 +40,8 @@ type workflowState struct {
 	// async counts the async steps still running: the workflow finishes
 	// only after they are recorded.
 	async asyncSteps
+	// kit is runtime/dbostest's state (testkit.go); nil normally.
+	kit *kit
 }
 
 // nextStepID hands out step IDs in call order, starting at 1.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
@@ -11,47 +12,92 @@ import (
 
 // Terminal outcomes are logged once each, where they happen, with what to do
 // next: a workflow that ends badly is otherwise silent until someone calls
-// Result, and one left PENDING may never be asked about at all.
+// Result, and one left PENDING may never be asked about at all. The logs are
+// the runtime's first Observer: they see the same events as Config.Observer.
 
-func (rt *Runtime) logFailed(wf *workflowState, err error) {
-	rt.log.Error("workflow failed", "workflow_id", wf.id, "workflow", wf.name, "error", err,
-		"next", "the error is recorded and every call with this workflow ID returns it; fix the cause and start the workflow under a new ID")
+// logObserver writes the runtime's logs of outcomes and retries to log
+// (slog.Default() when nil).
+type logObserver struct {
+	NopObserver
+	log *slog.Logger
 }
 
-func (rt *Runtime) logCancelled(wf *workflowState, cause error) {
-	rt.log.Warn("workflow cancelled", "workflow_id", wf.id, "workflow", wf.name, "reason", cause,
-		"next", "its recorded steps stay; nothing more of it runs; start the workflow under a new ID to run it again")
+func (l logObserver) logger() *slog.Logger {
+	if l.log == nil {
+		return slog.Default()
+	}
+	return l.log
 }
 
-func (rt *Runtime) logParked(row sysdb.WorkflowRow, max int) {
-	rt.log.Error("workflow parked after too many recovery attempts", "workflow_id", row.ID, "workflow", row.Name,
-		"status", row.Status, "attempts", row.RecoveryAttempts-1, "max_recovery_attempts", max,
+func (l logObserver) WorkflowEnded(_ context.Context, e WorkflowExecutionEnd) {
+	switch {
+	case e.Status == StatusCancelled:
+		l.logger().Warn("workflow cancelled", "workflow_id", e.ID, "workflow", e.Name, "reason", e.Err,
+			"next", "its recorded steps stay; nothing more of it runs; start the workflow under a new ID to run it again")
+	case e.Superseded:
+		// Another execution recorded the outcome, and logs it.
+	case e.Status == StatusError:
+		l.logger().Error("workflow failed", "workflow_id", e.ID, "workflow", e.Name, "error", e.Err,
+			"next", "the error is recorded and every call with this workflow ID returns it; fix the cause and start the workflow under a new ID")
+	case e.Status == StatusPending && (errors.Is(e.Err, ErrDatabase) || errors.Is(e.Err, ErrCorruptRecord)):
+		l.logger().Error("workflow stopped without recording an outcome", "workflow_id", e.ID, "workflow", e.Name, "error", e.Err)
+	}
+}
+
+func (l logObserver) WorkflowParked(_ context.Context, e WorkflowParked) {
+	l.logger().Error("workflow parked after too many recovery attempts", "workflow_id", e.ID, "workflow", e.Name,
+		"status", e.Status, "attempts", e.Executions, "max_recovery_attempts", e.MaxRecoveryAttempts,
 		"next", fmt.Sprintf("it started %d times without finishing (a crash, kill or hang each time); "+
-			"look for the cause in its recorded steps and those executions' logs, then start it under a new ID", row.RecoveryAttempts-1))
+			"look for the cause in its recorded steps and those executions' logs, then start it under a new ID", e.Executions))
 }
 
-// logExhausted logs a step whose attempts all failed; wf is nil outside a
-// workflow.
-func logExhausted(ctx context.Context, wf *workflowState, stepID int, err error) {
-	var mx *MaxStepRetriesExceededError
-	if !errors.As(err, &mx) {
-		return
+func (l logObserver) StepEnded(_ context.Context, e StepAttemptEnd) {
+	switch {
+	case e.Retry:
+		l.logger().Warn("step attempt failed; retrying", "step", e.Name, "workflow_id", e.WorkflowID,
+			"step_id", e.StepID, "attempt", e.Attempt+1, "max_attempts", e.MaxAttempts, "retry_in", e.RetryIn, "error", e.Err)
+	case e.Exhausted != nil:
+		const fix = "fix the cause, or allow more attempts (max_attempts=) if it is transient"
+		attrs := []any{"step", e.Exhausted.Step, "max_attempts", e.Exhausted.MaxAttempts, "error", e.Exhausted}
+		if e.WorkflowID == "" {
+			attrs = append(attrs, "next", "the error is returned to the caller; "+fix)
+		} else {
+			attrs = append(attrs, "workflow_id", e.WorkflowID, "workflow", e.WorkflowName, "step_id", e.StepID,
+				"next", "the error is recorded as the step's outcome and returned to the workflow; "+fix)
+		}
+		l.logger().Error("step exhausted its retries", attrs...)
 	}
-	const fix = "fix the cause, or allow more attempts (max_attempts=) if it is transient"
-	attrs := []any{"step", mx.Step, "max_attempts", mx.MaxAttempts, "error", err}
-	if wf == nil {
-		attrs = append(attrs, "next", "the error is returned to the caller; "+fix)
-		loggerFor(ctx).Error("step exhausted its retries", attrs...)
-		return
-	}
-	attrs = append(attrs, "workflow_id", wf.id, "workflow", wf.name, "step_id", stepID,
-		"next", "the error is recorded as the step's outcome and returned to the workflow; "+fix)
-	wf.rt.log.Error("step exhausted its retries", attrs...)
 }
 
-// logOtherVersions reports the PENDING workflows of this executor that Launch
-// leaves alone because another application version started them.
-func (rt *Runtime) logOtherVersions(ctx context.Context) {
+func (l logObserver) TransactionEnded(_ context.Context, e TransactionAttemptEnd) {
+	if e.Retry {
+		l.logger().Info("transaction retried after a "+e.RetryReason, "transaction", e.Name,
+			"workflow_id", e.WorkflowID, "step_id", e.StepID, "attempt", e.Attempt+1, "error", e.Err)
+	}
+}
+
+func (l logObserver) LeftAlone(_ context.Context, e LeftAlone) {
+	if e.WorkflowID != "" {
+		l.logger().Error("workflow not recovered", "workflow_id", e.WorkflowID, "workflow", e.WorkflowName, "error", e.Err)
+		return
+	}
+	if len(e.Versions) == 0 {
+		return
+	}
+	total, names := 0, make([]string, len(e.Versions))
+	for i, v := range e.Versions {
+		total += v.Count
+		names[i] = fmt.Sprintf("%s (%d)", v.Version, v.Count)
+	}
+	l.logger().Warn("PENDING workflows of other application versions left alone", "executor_id", e.ExecutorID,
+		"app_version", e.AppVersion, "count", total, "versions", strings.Join(names, ", "),
+		"next", fmt.Sprintf("launch a binary of that application version with executor ID %s to finish them, or cancel them; "+
+			"this version does not run them, because their recorded steps may not match its code", e.ExecutorID))
+}
+
+// reportOtherVersions reports the PENDING workflows of this executor that
+// Launch leaves alone because another application version started them.
+func (rt *Runtime) reportOtherVersions(ctx context.Context) {
 	var vs []sysdb.VersionCount
 	err := rt.retryDB(ctx, func(ctx context.Context) (err error) {
 		vs, err = rt.store.PendingOtherVersions(ctx, rt.cfg.ExecutorID, rt.cfg.ApplicationVersion)
@@ -64,13 +110,9 @@ func (rt *Runtime) logOtherVersions(ctx context.Context) {
 	if len(vs) == 0 {
 		return
 	}
-	total, names := 0, make([]string, len(vs))
+	e := LeftAlone{ExecutorID: rt.cfg.ExecutorID, AppVersion: rt.cfg.ApplicationVersion, Versions: make([]VersionCount, len(vs))}
 	for i, v := range vs {
-		total += v.Count
-		names[i] = fmt.Sprintf("%s (%d)", v.Version, v.Count)
+		e.Versions[i] = VersionCount{Version: v.Version, Count: v.Count}
 	}
-	rt.log.Warn("PENDING workflows of other application versions left alone", "executor_id", rt.cfg.ExecutorID,
-		"app_version", rt.cfg.ApplicationVersion, "count", total, "versions", strings.Join(names, ", "),
-		"next", fmt.Sprintf("launch a binary of that application version with executor ID %s to finish them, or cancel them; "+
-			"this version does not run them, because their recorded steps may not match its code", rt.cfg.ExecutorID))
+	rt.obs.LeftAlone(ctx, e)
 }

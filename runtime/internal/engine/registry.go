@@ -16,6 +16,7 @@ import (
 type recoverable interface {
 	workflowName() string
 	resume(ctx context.Context, rt *Runtime, row sysdb.WorkflowRow) error
+	replay(ctx context.Context, rt *Runtime, row sysdb.WorkflowRow, steps map[int]sysdb.StepRow) error // testkit.go
 }
 
 var registry = struct {

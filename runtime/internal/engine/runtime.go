@@ -18,6 +18,7 @@ import (
 type Runtime struct {
 	cfg   resolved
 	log   *slog.Logger
+	obs   Observer // the logs, then Config.Observer
 	store sysdb.Store
 	app   *appDB
 	// sysPool is the PostgreSQL system pool (nil on SQLite), for its state
@@ -92,7 +93,8 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 	if err != nil {
 		return nil, err
 	}
-	rt := &Runtime{cfg: rc, log: rc.Logger, store: store, sysPool: sysPool, executions: map[string]*execution{}}
+	rt := &Runtime{cfg: rc, log: rc.Logger, obs: Observers(logObserver{log: rc.Logger}, rc.Observer), store: store,
+		sysPool: sysPool, executions: map[string]*execution{}}
 	rt.ctx, rt.stop = context.WithCancel(context.Background())
 	rt.dbCtx, rt.stopDB = context.WithCancel(context.Background())
 	if rt.app, err = openApp(ctx, rc, store, sysPool); err != nil {
@@ -121,6 +123,7 @@ func Launch(ctx context.Context, cfg Config) (*Runtime, error) {
 	launched.Lock()
 	launched.list = append(launched.list, rt)
 	launched.Unlock()
+	rt.obs.Launched(ctx, rt.event())
 	if err := rt.recoverPending(ctx); err != nil {
 		_ = rt.Shutdown(context.Background())
 		return nil, err
@@ -199,10 +202,16 @@ func (rt *Runtime) Shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = fmt.Errorf("dbos: shutdown: workflows still running: %w", ctx.Err())
 	}
+	rt.obs.ShutDown(ctx, rt.event())
 	rt.stopDB()
 	rt.app.close()
 	rt.store.Close()
 	return err
+}
+
+// event describes the runtime to observers.
+func (rt *Runtime) event() RuntimeEvent {
+	return RuntimeEvent{Runtime: rt, AppName: rt.cfg.AppName, ExecutorID: rt.cfg.ExecutorID, AppVersion: rt.cfg.ApplicationVersion}
 }
 
 // ExecutorID is this runtime's executor ID.
@@ -232,7 +241,7 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 	if err != nil {
 		return errorf(ErrDatabase, err, "dbos: listing pending workflows")
 	}
-	rt.logOtherVersions(ctx)
+	rt.reportOtherVersions(ctx)
 	for _, row := range rows {
 		var err error
 		if w, ok := lookupWorkflow(row.Name); !ok {
@@ -244,7 +253,8 @@ func (rt *Runtime) recoverPending(ctx context.Context) error {
 			err = w.resume(ctx, rt, row)
 		}
 		if err != nil {
-			rt.log.Error("workflow not recovered", "workflow_id", row.ID, "workflow", row.Name, "error", err)
+			rt.obs.LeftAlone(ctx, LeftAlone{ExecutorID: rt.cfg.ExecutorID, AppVersion: rt.cfg.ApplicationVersion,
+				WorkflowID: row.ID, WorkflowName: row.Name, Err: err})
 			rt.mu.Lock()
 			rt.recoveryProblems = append(rt.recoveryProblems, err)
 			rt.mu.Unlock()

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"math"
 	"runtime/debug"
 	"sync"
@@ -83,9 +82,7 @@ func RunStep[R any](ctx context.Context, opts *StepOptions, fn func(context.Cont
 
 // runPlain runs a step outside any workflow: its retry policy, no record.
 func runPlain[R any](ctx context.Context, opts *StepOptions, fn func(context.Context) (R, error)) (R, error) {
-	out, err := runAttempts(ctx, opts, StepInfo{Name: opts.Name}, fn)
-	logExhausted(ctx, nil, 0, err)
-	return out, err
+	return runAttempts(ctx, observerFor(ctx), opts, StepAttempt{StepInfo: StepInfo{Name: opts.Name}}, fn)
 }
 
 // Future is the pending result of an asynchronous step.
@@ -189,17 +186,21 @@ func runStepAt[R any](ctx context.Context, wf *workflowState, id int, opts *Step
 		var zero R
 		return zero, refuse(halt, "dbos: step "+opts.Name)
 	}
+	if err := wf.kitCheck(id); err != nil {
+		var zero R
+		return zero, err
+	}
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)
 	}
 	started := time.Now().UnixMilli()
-	out, err := runAttempts(ctx, opts, StepInfo{WorkflowID: wf.id, StepID: id, Name: opts.Name}, fn)
+	at := StepAttempt{StepInfo: StepInfo{WorkflowID: wf.id, StepID: id, Name: opts.Name}, WorkflowName: wf.name}
+	out, err := runAttempts(ctx, wf.rt.obs, opts, at, fn)
 	if err != nil && ctx.Err() != nil {
 		// Interrupted by cancellation or shutdown: not an outcome. The next
 		// execution runs the step again.
 		return out, err
 	}
-	logExhausted(ctx, wf, id, err)
 	return record(wf, sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: opts.Name, StartedMS: started}, out, err)
 }
 
@@ -243,28 +244,37 @@ func replay[R any](wf *workflowState, rec sysdb.StepRow, name string) (R, error)
 	return v, nil
 }
 
-// runAttempts runs fn up to opts.attempts() times with exponential backoff.
-func runAttempts[R any](ctx context.Context, opts *StepOptions, info StepInfo, fn func(context.Context) (R, error)) (R, error) {
+// runAttempts runs fn up to opts.attempts() times with exponential backoff,
+// telling obs of each attempt.
+func runAttempts[R any](ctx context.Context, obs Observer, opts *StepOptions, at StepAttempt, fn func(context.Context) (R, error)) (R, error) {
 	var zero R
 	max := opts.attempts()
-	info.MaxAttempts = max
+	at.MaxAttempts = max
 	var errs []error
 	for i := 0; i < max; i++ {
-		info.Attempt = i
-		out, err := callSafely(context.WithValue(ctx, stepKey, &stepState{info: info}), fn)
+		at.Attempt = i
+		actx := obs.StepStarted(ctx, at)
+		out, err := callSafely(context.WithValue(actx, stepKey, &stepState{info: at.StepInfo}), fn)
+		end := StepAttemptEnd{StepAttempt: at, Err: err}
+		endCtx := context.WithoutCancel(actx)
 		if err == nil {
+			obs.StepEnded(endCtx, end)
 			return out, nil
 		}
 		if !opts.RetriesAllowed || ctx.Err() != nil || (opts.ShouldRetry != nil && !opts.ShouldRetry(err)) {
+			end.Interrupted = ctx.Err() != nil
+			obs.StepEnded(endCtx, end)
 			return zero, err
 		}
 		errs = append(errs, err)
 		if i == max-1 {
-			break
+			end.Exhausted = &MaxStepRetriesExceededError{Step: opts.Name, MaxAttempts: max, Errors: errs}
+			obs.StepEnded(endCtx, end)
+			return zero, end.Exhausted
 		}
 		delay := opts.Delay(i)
-		loggerFor(ctx).Warn("step attempt failed; retrying", "step", opts.Name, "workflow_id", info.WorkflowID,
-			"step_id", info.StepID, "attempt", i+1, "max_attempts", max, "retry_in", delay, "error", err)
+		end.Retry, end.RetryIn = true, delay
+		obs.StepEnded(endCtx, end)
 		if delay <= 0 {
 			continue // an explicit zero interval: retry at once
 		}
@@ -276,7 +286,7 @@ func runAttempts[R any](ctx context.Context, opts *StepOptions, info StepInfo, f
 		case <-t.C:
 		}
 	}
-	return zero, &MaxStepRetriesExceededError{Step: opts.Name, MaxAttempts: max, Errors: errs}
+	return zero, &MaxStepRetriesExceededError{Step: opts.Name, MaxAttempts: max, Errors: errs} // max < 1: unreachable
 }
 
 // callSafely turns a panic in fn into an error.
@@ -287,11 +297,4 @@ func callSafely[R any](ctx context.Context, fn func(context.Context) (R, error))
 		}
 	}()
 	return fn(ctx)
-}
-
-func loggerFor(ctx context.Context) *slog.Logger {
-	if rt, err := findRuntime(ctx); err == nil {
-		return rt.log
-	}
-	return slog.Default()
 }

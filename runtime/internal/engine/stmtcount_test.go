@@ -20,6 +20,16 @@ import (
 // the recorded outcomes with one query; a finished workflow called again by
 // ID costs one statement.
 
+// withTracing installs an observer that stores a trace context with every
+// workflow: the counts hold with tracing on (the context rides in the start
+// statement).
+func withTracing(c *dbos.Config) { c.Observer = &carrierObserver{obsRecorder{name: "count"}} }
+
+// traced is a context whose trace the observer of withTracing stores.
+func traced(ctx context.Context) context.Context {
+	return context.WithValue(ctx, traceKey{}, "00-counted")
+}
+
 // stmt is one statement the system pool sent.
 type stmt struct {
 	kind string // see classify
@@ -141,7 +151,8 @@ func repeat(s string, n int) []string {
 func TestStatementCountFirstExecution(t *testing.T) {
 	defer fatalOnMust(t)
 	url := dbtest.Postgres(t)
-	_, ctx, tr := launchTraced(t, url)
+	_, ctx, tr := launchTraced(t, url, withTracing)
+	ctx = traced(ctx)
 	in := setBody(t, func(ctx context.Context, in input) (string, error) {
 		sum := 0
 		for i := range in.N {
@@ -187,7 +198,8 @@ func TestStatementCountFirstExecution(t *testing.T) {
 func TestStatementCountChildWorkflow(t *testing.T) {
 	defer fatalOnMust(t)
 	url := dbtest.Postgres(t)
-	_, ctx, tr := launchTraced(t, url)
+	rt, ctx, tr := launchTraced(t, url, withTracing)
+	ctx = traced(ctx)
 	var in input
 	in = setBody(t, func(ctx context.Context, x input) (string, error) {
 		if x.N == 0 { // the child: two steps
@@ -232,6 +244,9 @@ func TestStatementCountChildWorkflow(t *testing.T) {
 		t.Fatalf("order: %v", got)
 	}
 	t.Logf("parent with 1 step and a 2-step child: %d statements", len(got))
+	if n := countRows(t, rt, "workflow_status WHERE attributes IS NOT NULL"); n != 2 {
+		t.Fatalf("%d workflows stored a trace context, want 2", n)
+	}
 }
 
 func TestStatementCountReexecution(t *testing.T) {

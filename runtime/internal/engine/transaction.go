@@ -131,7 +131,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 	}
 	wf := workflowFrom(ctx)
 	if wf == nil {
-		out, _, err := runTx(ctx, rt, opts, StepInfo{Name: opts.Name, MaxAttempts: 1}, nil, fn)
+		out, _, err := runTx(ctx, rt, opts, TransactionAttempt{StepInfo: StepInfo{Name: opts.Name, MaxAttempts: 1}}, nil, fn)
 		var infra *infraError
 		if errors.As(err, &infra) {
 			err = infra.err
@@ -142,6 +142,9 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		return zero, refuse(halt, "dbos: transaction "+opts.Name)
 	}
 	id := wf.nextStepID()
+	if err := wf.kitCheck(id); err != nil {
+		return zero, err
+	}
 	if rec, ok := wf.recorded[id]; ok {
 		return replay[R](wf, rec, opts.Name)
 	}
@@ -158,12 +161,12 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 			return backfill[R](wf, rec, opts.Name)
 		}
 	}
-	info := StepInfo{WorkflowID: wf.id, StepID: id, Name: opts.Name, MaxAttempts: 1}
+	at := TransactionAttempt{StepInfo: StepInfo{WorkflowID: wf.id, StepID: id, Name: opts.Name, MaxAttempts: 1}, WorkflowName: wf.name}
 	rowp := &row
 	if opts.ReadOnly {
 		rowp = nil // a read-only transaction cannot write its checkpoint; it has no effects to protect
 	}
-	out, rec, err := runTx(ctx, rt, opts, info, rowp, fn)
+	out, rec, err := runTx(ctx, rt, opts, at, rowp, fn)
 	var infra *infraError
 	switch {
 	case errors.Is(err, errAlreadyRecorded):
@@ -219,26 +222,46 @@ func (e *retryError) Error() string { return e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
 
 // runTx runs fn in a transaction, retrying serialization failures and lost
-// connections. With a row, fn's output is recorded inside the transaction;
-// if another execution recorded this step first, runTx returns that record
-// with errAlreadyRecorded.
-func runTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, info StepInfo, row *sysdb.StepRow,
+// connections, and tells the runtime's observers of each attempt. With a
+// row, fn's output is recorded inside the transaction; if another execution
+// recorded this step first, runTx returns that record with
+// errAlreadyRecorded.
+func runTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, at TransactionAttempt, row *sysdb.StepRow,
 	fn func(context.Context, *sqlx.Tx) (R, error)) (R, sysdb.StepRow, error) {
+	at.ReadOnly = opts.ReadOnly
 	delay := 10 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		info.Attempt = attempt
-		out, rec, err := tryTx(ctx, rt, opts, info, row, fn)
+		at.Attempt = attempt
+		actx := rt.obs.TransactionStarted(ctx, at)
+		out, rec, err := tryTx(actx, rt, opts, at.StepInfo, row, fn)
+		end := TransactionAttemptEnd{TransactionAttempt: at}
+		endCtx := context.WithoutCancel(actx)
 		var again *retryError
 		if !errors.As(err, &again) {
+			var infra *infraError
+			switch {
+			case errors.Is(err, errAlreadyRecorded):
+				end.Superseded = true
+			case errors.As(err, &infra):
+				end.Err = infra.err
+			default:
+				end.Err = err
+			}
+			end.Interrupted = err != nil && !end.Superseded && ctx.Err() != nil
+			rt.obs.TransactionEnded(endCtx, end)
 			return out, rec, err
 		}
+		end.Err = again.err
 		if ctx.Err() != nil {
+			end.Interrupted = true
+			rt.obs.TransactionEnded(endCtx, end)
 			return out, rec, again.err
 		}
-		rt.log.Info("transaction retried after a "+again.reason, "transaction", opts.Name,
-			"workflow_id", info.WorkflowID, "step_id", info.StepID, "attempt", attempt+1, "error", again.err)
+		wait := delay/2 + rand.N(delay/2+1)
+		end.Retry, end.RetryReason, end.RetryIn = true, again.reason, wait
+		rt.obs.TransactionEnded(endCtx, end)
 		rt.txRetries.Add(1)
-		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()

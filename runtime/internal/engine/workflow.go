@@ -86,6 +86,9 @@ func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R],
 		// A child is a step of its parent: it takes a step ID, and its ID is
 		// derived from the parent's so a replay finds the same child.
 		stepID = parent.nextStepID()
+		if err := parent.kitCheck(stepID); err != nil {
+			return nil, err
+		}
 		if rec, ok := parent.recorded[stepID]; ok {
 			if rec.Name != w.opts.Name {
 				return nil, parent.abort(&NondeterministicError{WorkflowID: parent.id, StepID: stepID, Recorded: rec.Name, Called: w.opts.Name})
@@ -94,6 +97,9 @@ func (w *Workflow[A, R]) Start(ctx context.Context, args A) (*WorkflowHandle[R],
 		}
 		if id == "" {
 			id = fmt.Sprintf("%s-%d", parent.id, stepID)
+		}
+		if h, ok := kitChild[R](parent, id); ok {
+			return h, nil
 		}
 	}
 	if id == "" {
@@ -208,6 +214,10 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		row.TimeoutMS = w.opts.Timeout.Milliseconds()
 		row.DeadlineMS = now.Add(w.opts.Timeout).UnixMilli()
 	}
+	if fresh {
+		// A recovery's row exists, and keeps the trace context it has.
+		row.Attributes = rt.traceAttributes(p.ctx)
+	}
 	if d := p.parentDeadlineMS; d > 0 && (row.DeadlineMS == 0 || d < row.DeadlineMS) {
 		// Recorded on the child's row, so the bound holds wherever and
 		// whenever the child runs again.
@@ -244,7 +254,8 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 	if cur.Status == sysdb.StatusDeadLetter && cur.UpdatedMS >= now.UnixMilli() {
 		// This start parked it: InitWorkflow touches updated_at only of a
 		// PENDING row, so a row parked before this call is older.
-		rt.logParked(cur, w.opts.MaxRecoveryAttempts)
+		rt.obs.WorkflowParked(p.ctx, WorkflowParked{ID: p.id, Name: w.opts.Name, Status: cur.Status,
+			Executions: cur.RecoveryAttempts - 1, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts, TraceCarrier: traceCarrierOf(cur.Attributes)})
 	}
 	if cur.Status != sysdb.StatusPending {
 		v, err := outcome[R](cur)
@@ -252,7 +263,7 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		return h, nil
 	}
 
-	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name, deadlineMS: cur.DeadlineMS, format: cur.Serialization}
+	wf := &workflowState{rt: rt, id: p.id, name: w.opts.Name, deadlineMS: cur.DeadlineMS, format: cur.Serialization, kit: kitStart(p)}
 	a, _ := p.args.(A)
 	if !res.Inserted || !fresh {
 		// Not the first execution: run from the recorded inputs and outcomes.
@@ -269,15 +280,25 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		}
 	}
 
-	ctx, stop := rt.workflowContext(p.ctx, ex, wf, cur.DeadlineMS)
+	exe := WorkflowExecution{ID: p.id, Name: w.opts.Name, ParentID: cur.ParentID, ExecutorID: rt.cfg.ExecutorID,
+		AppVersion: rt.cfg.ApplicationVersion, Recovered: !res.Inserted, Attempt: cur.RecoveryAttempts, Queue: cur.QueueName}
+	if exe.Recovered {
+		// Not the caller's execution: it continues the trace of the call
+		// that first started the workflow.
+		exe.TraceCarrier = traceCarrierOf(cur.Attributes)
+	}
+	octx := rt.obs.WorkflowStarted(p.ctx, exe)
+	ctx, stop := rt.workflowContext(octx, ex, wf, cur.DeadlineMS)
 	go func() {
 		defer stop()
 		v, err := callSafely(ctx, func(ctx context.Context) (R, error) { return w.fn(ctx, a) })
 		// Async steps it left running are part of its history: their
 		// outcomes are recorded before its own, so a replay sees them.
 		wf.async.wait()
-		v2, err2 := rt.conclude(wf, v, err)
-		rt.release(p.id, ex, v2, err2)
+		end := rt.conclude(wf, v, err)
+		end.WorkflowExecution = exe
+		rt.obs.WorkflowEnded(context.WithoutCancel(octx), end.WorkflowExecutionEnd)
+		rt.release(p.id, ex, end.value, end.err)
 	}()
 	return h, nil
 }
@@ -373,15 +394,25 @@ func (rt *Runtime) workflowContext(caller context.Context, ex *execution, wf *wo
 	}
 }
 
+// ending is how an execution ends: what callers see, and what observers
+// are told.
+type ending struct {
+	WorkflowExecutionEnd
+	value any
+	err   error // what callers see when it differs from Err
+}
+
 // conclude records a finished body's outcome and returns what callers see.
-func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
+func (rt *Runtime) conclude(wf *workflowState, v any, err error) ending {
+	if err := wf.kitConclude(); err != nil {
+		return ended(nil, sysdb.StatusPending, err) // a simulated crash: no outcome
+	}
 	if abort := wf.aborted(); abort != nil {
 		if errors.Is(abort, ErrDatabase) || errors.Is(abort, ErrCorruptRecord) {
 			// The outcome cannot be recorded now, or a record needs repair:
 			// leave the workflow PENDING, its rows untouched, so recovery
 			// finishes it once the database is back or the row is fixed.
-			rt.log.Error("workflow stopped without recording an outcome", "workflow_id", wf.id, "workflow", wf.name, "error", abort)
-			return nil, abort
+			return ended(nil, sysdb.StatusPending, abort)
 		}
 		// Nondeterminism: whatever the body made of the error, the workflow
 		// cannot stand behind another outcome.
@@ -395,7 +426,7 @@ func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
 			return rt.cancelled(wf, halt)
 		case err != nil:
 			// Shutdown interrupted it: not an outcome.
-			return nil, halt
+			return ended(nil, sysdb.StatusPending, halt)
 		}
 	}
 	status, out, errJSON := sysdb.StatusSuccess, "", encodeError(err)
@@ -412,36 +443,43 @@ func (rt *Runtime) conclude(wf *workflowState, v any, err error) (any, error) {
 		return e
 	})
 	if dbErr != nil {
-		return nil, errorf(ErrDatabase, dbErr, "dbos: recording the outcome of workflow %s; it resumes on the next Launch", wf.id)
+		return ended(nil, sysdb.StatusPending, errorf(ErrDatabase, dbErr, "dbos: recording the outcome of workflow %s; it resumes on the next Launch", wf.id))
 	}
 	if !ok {
 		// Cancelled (elsewhere, not yet delivered here), or finished by
-		// another execution, which logs its own outcome: the recorded
+		// another execution, which reports its own outcome: the recorded
 		// outcome wins.
 		v, status, err := rt.recordedStatus(wf.id, err)
-		if status == sysdb.StatusCancelled {
-			rt.logCancelled(wf, err)
-		}
-		return v, err
+		e := ended(v, status, err)
+		e.Superseded = status != sysdb.StatusCancelled
+		return e
 	}
-	if status == sysdb.StatusError {
-		rt.logFailed(wf, err)
-	}
-	return v, err
+	return ended(v, status, err)
+}
+
+func ended(v any, status string, err error) ending {
+	return ending{WorkflowExecutionEnd: WorkflowExecutionEnd{Status: status, Err: err}, value: v, err: err}
 }
 
 // cancelled ends a cancelled execution. A timeout is recorded here
 // (after CancelWorkflow the row is CANCELLED already and only the
 // descendants can change), cascading to the workflow's PENDING descendants,
 // which are then stopped if they run in this runtime.
-func (rt *Runtime) cancelled(wf *workflowState, cause error) (any, error) {
+func (rt *Runtime) cancelled(wf *workflowState, cause error) ending {
 	_ = rt.retryDB(rt.dbCtx, func(c context.Context) error {
 		_, err := rt.store.Cancel(c, sysdb.CancelParams{ID: wf.id})
 		return err
 	})
 	rt.pollCancellations(rt.dbCtx)
-	rt.logCancelled(wf, cause)
-	return rt.recordedOutcome(wf.id, cause)
+	v, status, err := rt.recordedStatus(wf.id, cause)
+	if status == "" {
+		status = sysdb.StatusCancelled // cancelled just now; only the read back failed
+	}
+	e := ended(v, status, err)
+	if status == sysdb.StatusCancelled {
+		e.Err = cause // says whether CancelWorkflow or the timeout
+	}
+	return e
 }
 
 // recordedOutcome reads the recorded result of a workflow that is no longer

@@ -32,7 +32,7 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 	res := InitResult{Row: WorkflowRow{ID: r.ID}}
 	if s.dl.cte {
 		row := s.d.writer().QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName, r.ParentID,
-			r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, ip.DeadLetterError)
+			r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, ip.DeadLetterError, r.Attributes)
 		if err := scanWorkflow(row, &res.Row, &res.Inserted); err != nil || res.Inserted || res.Row.Inputs != "" {
 			return res, err
 		}
@@ -51,7 +51,7 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 	}
 	err := s.d.inTx(ctx, func(tx querier) error {
 		if _, err := tx.Exec(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
-			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts); err != nil {
+			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Attributes); err != nil {
 			return err
 		}
 		if err := scanWorkflow(tx.QueryRow(ctx, s.q.workflow, r.ID), &res.Row); err != nil {

@@ -2,12 +2,9 @@ package sysdb
 
 import (
 	"context"
-	"errors"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -61,59 +58,6 @@ func (p *Postgres) WatchCancellations(ctx context.Context, fn func(id string)) b
 	p.hub.handle(CancelChannel, fn)
 	p.hub.start(ctx)
 	return true
-}
-
-// IsTransient reports whether err is worth retrying once the database is back:
-// a connection failure or a server shutting down, not a bad statement.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, ErrSchemaBusy) {
-		return true
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		if pgErr.Code == "53300" {
-			// too_many_connections: the slots are held by sessions that do
-			// not end because we wait; the caller decides how long to try.
-			return false
-		}
-		switch pgErr.Code[:2] {
-		case "08", "57", "53": // connection exception, operator intervention, insufficient resources
-			return true
-		}
-		return false
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return false
-	}
-	return pgconn.SafeToRetry(err) || pgconn.Timeout(err) || isConnError(err)
-}
-
-func isConnError(err error) bool {
-	var ce *pgconn.ConnectError
-	if errors.As(err, &ce) {
-		return true
-	}
-	msg := err.Error()
-	for _, s := range []string{"connection refused", "broken pipe", "connection reset", "unexpected EOF", "conn closed"} {
-		if strings.Contains(msg, s) {
-			return true
-		}
-	}
-	return false
-}
-
-// IsSerializationFailure reports whether a transaction lost a conflict and is
-// worth running again: SQLSTATE 40001 (serialization failure) or 40P01
-// (deadlock) on PostgreSQL.
-func IsSerializationFailure(err error) bool {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code == "40001" || pgErr.Code == "40P01"
-	}
-	return false
 }
 
 var _ Store = (*Postgres)(nil)

@@ -19,7 +19,8 @@ const wfColumns = `COALESCE(s.name, ''), COALESCE(s.status, ''), COALESCE(s.exec
 	COALESCE(s.application_version, ''), COALESCE(s.application_name, ''), COALESCE(s.queue_name, ''),
 	COALESCE(s.serialization, ''), COALESCE(i.inputs, s.inputs, ''), COALESCE(o.output, s.output, ''),
 	COALESCE(o.error, s.error, ''), COALESCE(s.parent_workflow_id, ''), COALESCE(s.recovery_attempts, 0),
-	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at`
+	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at,
+	COALESCE(s.attributes::TEXT, '')`
 
 const wfFrom = `{schema}.workflow_status s
 	LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
@@ -32,7 +33,7 @@ type scanner interface{ Scan(dest ...any) error }
 func scanWorkflow(r scanner, w *WorkflowRow, lead ...any) error {
 	return r.Scan(append(lead, &w.Name, &w.Status, &w.ExecutorID, &w.AppVersion, &w.AppName, &w.QueueName,
 		&w.Serialization, &w.Inputs, &w.Output, &w.Error, &w.ParentID, &w.RecoveryAttempts,
-		&w.TimeoutMS, &w.DeadlineMS, &w.CreatedMS, &w.UpdatedMS)...)
+		&w.TimeoutMS, &w.DeadlineMS, &w.CreatedMS, &w.UpdatedMS, &w.Attributes)...)
 }
 
 const stepColumns = `function_id, function_name, COALESCE(output, ''), COALESCE(error, ''), COALESCE(child_workflow_id, ''),
@@ -141,9 +142,9 @@ func quoteIdent(s string) string {
 const pgInit = `WITH ins AS (
 	INSERT INTO {schema}.workflow_status AS w (workflow_uuid, status, name, executor_id, application_version,
 		application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms, workflow_deadline_epoch_ms,
-		created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
+		created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid, attributes)
 	VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7::BIGINT, 0), NULLIF($8::BIGINT, 0),
-		$9, $9, $9, 'portable_json', $10, $10)
+		$9, $9, $9, 'portable_json', $10, $10, NULLIF($14::TEXT, '')::JSONB)
 	ON CONFLICT (workflow_uuid) DO UPDATE SET
 		recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
 		status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
@@ -163,7 +164,8 @@ SELECT s.inserted, COALESCE(s.name, ''), COALESCE(s.status, ''), COALESCE(s.exec
 	COALESCE(o.output, s.output, ''),
 	COALESCE(o.error, s.error, CASE WHEN s.status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' THEN $13 END, ''),
 	COALESCE(s.parent_workflow_id, ''), COALESCE(s.recovery_attempts, 0),
-	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at
+	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at,
+	COALESCE(s.attributes::TEXT, '')
 FROM ins s
 	LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
 	LEFT JOIN {schema}.workflow_output o ON o.workflow_uuid = s.workflow_uuid`
@@ -196,8 +198,8 @@ SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`
 // sqliteInitStatus is pgInit's upsert alone.
 const sqliteInitStatus = `INSERT INTO workflow_status AS w (workflow_uuid, status, name, executor_id,
 	application_version, application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms,
-	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid)
-VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10)
+	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid, attributes)
+VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10, NULLIF($12, ''))
 ON CONFLICT (workflow_uuid) DO UPDATE SET
 	recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
 	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,

@@ -52,6 +52,11 @@ type WorkflowRow struct {
 	DeadlineMS       int64 // unix ms; 0: none
 	CreatedMS        int64
 	UpdatedMS        int64
+	// Attributes is the attributes column as JSON object text ("" when
+	// NULL). DBOS keeps user-defined workflow attributes there; dbosgen
+	// adds its own keys (the starting caller's trace context). InitWorkflow
+	// writes it when it inserts the row and never changes it afterwards.
+	Attributes string
 }
 
 // InitParams describes a workflow execution that is about to start.

@@ -3,9 +3,11 @@ package sysdb
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -782,4 +784,84 @@ func TestPendingOtherVersions(t *testing.T) {
 			t.Errorf("PendingOtherVersions = %v, %v; want [{v0 2} {v2 1}]", got, err)
 		}
 	})
+}
+
+// The attributes column holds JSON text written by the start that inserts
+// the row; later starts leave it, and every read returns it.
+func TestWorkflowAttributes(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		ctx := context.Background()
+		s := tg.migrated(t)
+		p := initParams("with-attrs")
+		p.Row.Attributes = `{"dbosgen.trace_context": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}`
+		first := mustInit(t, s, p)
+		if !first.Inserted || !sameJSON(t, first.Row.Attributes, p.Row.Attributes) {
+			t.Fatalf("first start: inserted %v, attributes %q", first.Inserted, first.Row.Attributes)
+		}
+		p.Row.Attributes = `{"other": 1}`
+		again := mustInit(t, s, p)
+		if again.Inserted || !sameJSON(t, again.Row.Attributes, first.Row.Attributes) {
+			t.Fatalf("second start: inserted %v, attributes %q; want the first start's", again.Inserted, again.Row.Attributes)
+		}
+		w, err := s.Workflow(ctx, "with-attrs")
+		if err != nil || !sameJSON(t, w.Attributes, first.Row.Attributes) {
+			t.Fatalf("Workflow: %q, %v", w.Attributes, err)
+		}
+		pending, err := s.Pending(ctx, "exec-a", "v1")
+		if err != nil || len(pending) != 1 || !sameJSON(t, pending[0].Attributes, first.Row.Attributes) {
+			t.Fatalf("Pending: %+v, %v", pending, err)
+		}
+		// No attributes: NULL, read as "".
+		none := mustInit(t, s, initParams("without-attrs"))
+		if none.Row.Attributes != "" {
+			t.Fatalf("attributes of a row started without: %q", none.Row.Attributes)
+		}
+	})
+}
+
+func sameJSON(t *testing.T, a, b string) bool {
+	t.Helper()
+	var x, y any
+	if err := json.Unmarshal([]byte(a), &x); err != nil {
+		t.Fatalf("%q: %v", a, err)
+	}
+	if err := json.Unmarshal([]byte(b), &y); err != nil {
+		t.Fatalf("%q: %v", b, err)
+	}
+	return reflect.DeepEqual(x, y)
+}
+
+// Each engine's errors are classified by the engine that raised them.
+func TestErrorClassification(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "c.sqlite")
+	a, err := OpenSQLite(ctx, path, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.WriteDB().Exec(`CREATE TABLE t (x INTEGER)`); err != nil {
+		t.Fatal(err)
+	}
+	// A second connection that may not wait: the first holds the write lock.
+	b, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tx, err := a.WriteDB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.Exec(`INSERT INTO t VALUES (1)`); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Exec(`INSERT INTO t VALUES (2)`)
+	if err == nil || !IsTransient(err) || IsSerializationFailure(err) {
+		t.Errorf("SQLITE_BUSY %v: transient %v, serialization failure %v; want transient only", err, IsTransient(err), IsSerializationFailure(err))
+	}
+	if err := errors.New("syntax error"); IsTransient(err) || IsSerializationFailure(err) {
+		t.Error("a plain error classified as retryable")
+	}
 }

@@ -61,7 +61,7 @@ func TestInitScaffoldBuildsGeneratesRuns(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("init: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	for _, f := range []string{"go.mod", "go.sum", "main.go", "workflows.go", "dbos_gen.go", "Makefile", ".gitignore", ".github/workflows/dbosgen.yml"} {
+	for _, f := range []string{"go.mod", "go.sum", "main.go", "workflows.go", "workflows_test.go", "dbos_gen.go", "Makefile", ".gitignore", ".github/workflows/dbosgen.yml"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 			t.Errorf("scaffold lacks %s: %v", f, err)
 		}
@@ -85,6 +85,8 @@ func TestInitScaffoldBuildsGeneratesRuns(t *testing.T) {
 	generated, _ := os.ReadFile(filepath.Join(dir, "dbos_gen.go"))
 
 	goCmd(t, dir, nil, "go", "vet", "./...")
+	// Its test crashes hello, recovers and replays it with runtime/dbostest.
+	goCmd(t, dir, nil, "go", "test", "-count=1", "./...")
 	got := goCmd(t, dir, nil, "go", "run", ".", "Ada")
 	if !strings.Contains(got, "Hello, Ada! Ticket") || !strings.Contains(got, "(1 so far)") {
 		t.Fatalf("go run . Ada printed:\n%s", got)
@@ -102,6 +104,9 @@ func TestInitScaffoldBuildsGeneratesRuns(t *testing.T) {
 		t.Errorf("go generate changed the dbos_gen.go written by init")
 	}
 	goCmd(t, dir, nil, "go", "run", "github.com/dbosgen/dbosgen/cmd/dbosgen", "-check", "./...")
+	// The scaffold's workflow is deterministic: dbosgen vet finds nothing
+	// (make check below runs it too).
+	goCmd(t, dir, nil, "go", "run", "github.com/dbosgen/dbosgen/cmd/dbosgen", "vet", "./...")
 	if _, err := exec.LookPath("make"); err == nil {
 		goCmd(t, dir, nil, "make", "check")
 	}
