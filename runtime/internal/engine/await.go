@@ -174,3 +174,17 @@ func recordFailure(wf *workflowState, id int, name string, started int64, err er
 func dbErr(err error, format string, args ...any) error {
 	return errorf(ErrDatabase, err, "%s", fmt.Sprintf(format, args...))
 }
+
+// observe tells the runtime's observer that a workflow's built-in step
+// (a sleep, a send, a receive...) starts its first execution, and returns
+// the function that tells it how the step ended: its wait shows in traces
+// like a step's. Replays are not observed, as recorded steps are not.
+func observe(ctx context.Context, wf *workflowState, id int, name string) (context.Context, func(error)) {
+	at := StepAttempt{StepInfo: StepInfo{WorkflowID: wf.id, StepID: id, Name: name, MaxAttempts: 1}, WorkflowName: wf.name}
+	obs := wf.rt.obs
+	actx := obs.StepStarted(ctx, at)
+	return actx, func(err error) {
+		end := StepAttemptEnd{StepAttempt: at, Err: err, Interrupted: err != nil && (ctx.Err() != nil || wf.halted() != nil)}
+		obs.StepEnded(context.WithoutCancel(actx), end)
+	}
+}

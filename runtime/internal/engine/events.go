@@ -49,7 +49,7 @@ func SetEvent(ctx context.Context, key string, value any) error {
 // value; ok is false when it was not set in time. From a workflow it is a
 // step: a replay returns what the first execution read (and its timeout
 // waits only what remains after a recovery).
-func GetEvent[T any](ctx context.Context, workflowID, key string, timeout time.Duration) (T, bool, error) {
+func GetEvent[T any](ctx context.Context, workflowID, key string, timeout time.Duration) (_ T, _ bool, err error) {
 	var zero T
 	wf := workflowFrom(ctx)
 	if wf != nil && stepFrom(ctx) != nil {
@@ -69,8 +69,10 @@ func GetEvent[T any](ctx context.Context, workflowID, key string, timeout time.D
 			}
 			return storedValue[T](wf, rec)
 		}
+		var ended func(error)
+		ctx, ended = observe(ctx, wf, id, getEventStepName)
+		defer func() { ended(err) }()
 	} else {
-		var err error
 		if rt, err = runtimeFrom(ctx); err != nil {
 			return zero, false, err
 		}

@@ -32,7 +32,7 @@ func WithIdempotencyKey(key string) SendOption {
 // topic). From a workflow it is a step: exactly once, however often the
 // workflow is recovered. To a workflow that does not exist it fails with an
 // error matching ErrWorkflowNotFound.
-func Send(ctx context.Context, destinationID, topic string, msg any, opts ...SendOption) error {
+func Send(ctx context.Context, destinationID, topic string, msg any, opts ...SendOption) (err error) {
 	var o sendOptions
 	for _, opt := range opts {
 		opt(&o)
@@ -62,6 +62,8 @@ func Send(ctx context.Context, destinationID, topic string, msg any, opts ...Sen
 		}
 		return storedError(wf, rec)
 	}
+	_, ended := observe(ctx, wf, id, sendStepName)
+	defer func() { ended(err) }()
 	started := time.Now().UnixMilli()
 	step := sysdb.StepRow{WorkflowID: wf.id, StepID: id, Name: sendStepName, StartedMS: started}
 	stored, err := writeStep(wf, sendStepName, func(ctx context.Context) (sysdb.StepRow, bool, error) {
@@ -108,7 +110,7 @@ func sendPlain(ctx context.Context, m sysdb.Message) error {
 // recorded, so a replay times out alike); the timeout's end is recorded
 // too, so a recovered execution waits only what remains. Workflows only:
 // elsewhere it fails with ErrNotInWorkflow.
-func Recv[T any](ctx context.Context, topic string, timeout time.Duration) (T, bool, error) {
+func Recv[T any](ctx context.Context, topic string, timeout time.Duration) (_ T, _ bool, err error) {
 	var zero T
 	wf, err := workflowOnly(ctx, "Recv")
 	if err != nil {
@@ -123,6 +125,8 @@ func Recv[T any](ctx context.Context, topic string, timeout time.Duration) (T, b
 		}
 		return storedValue[T](wf, rec)
 	}
+	ctx, ended := observe(ctx, wf, id, recvStepName)
+	defer func() { ended(err) }()
 	started := time.Now().UnixMilli()
 	store := wf.rt.store
 	topic = sysdb.TopicOrNull(topic)

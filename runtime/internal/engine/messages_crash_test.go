@@ -201,7 +201,9 @@ func TestSleepAcrossKill(t *testing.T) {
 					t.Fatalf("%s: %s %v", id, st.Status, st.Err)
 				}
 				if id == "recv-short" {
-					out := must(must(dbos.RetrieveWorkflow[string](dbos.WithRuntime(context.Background(), obs), id)).Result(context.Background()))
+					wait, cancel := context.WithTimeout(dbos.WithRuntime(context.Background(), obs), 30*time.Second)
+					out := must(must(dbos.RetrieveWorkflow[string](wait, id)).Result(wait))
+					cancel()
 					if out != "received false" {
 						t.Errorf("%s: %q, want a timeout", id, out)
 					}
@@ -236,6 +238,8 @@ func TestMessagesAcrossKills(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, seed))
 			url := dbtest.URL(t, engine)
 			obs, octx := launch(t, limitPool(url, 4), withExecutor("observer"))
+			octx, stop := context.WithTimeout(octx, 2*time.Minute) // bounds the reader and the sender
+			defer stop()
 			const n = 30
 			spec := msgCrashSpec{URL: limitPool(url, 6), Start: []string{sinkID, inboxID, senderID, writerID}, N: n}
 			deadline := time.Now().Add(90 * time.Second)
@@ -291,7 +295,11 @@ func TestMessagesAcrossKills(t *testing.T) {
 				spec.Start = nil
 				c = startMsgChild(t, spec)
 			}
-			<-sent
+			select {
+			case <-sent:
+			case <-time.After(time.Until(deadline)):
+				t.Fatal("the messages were not all sent before the deadline")
+			}
 			c.wait(t, deadline)
 			t.Logf("%d kills; steps recorded at each: %v", kills, progress)
 			if kills < 3 {
@@ -302,7 +310,8 @@ func TestMessagesAcrossKills(t *testing.T) {
 			for i := range want {
 				want[i] = i
 			}
-			ctx := dbos.WithRuntime(context.Background(), obs)
+			ctx, cancel := context.WithTimeout(dbos.WithRuntime(context.Background(), obs), 60*time.Second)
+			defer cancel()
 			// Recv: each message once, in order, each consumed once by its own step.
 			out := must(must(dbos.RetrieveWorkflow[string](ctx, inboxID)).Result(ctx))
 			if out != fmt.Sprint(want) {

@@ -41,12 +41,18 @@ func workflowOnly(ctx context.Context, what string) (*workflowState, error) {
 // a step on first execution, so an execution resumed after a crash sleeps
 // only what remains (and not at all when the time has passed). Cancellation,
 // timeout or shutdown of the workflow ends the sleep with their error.
-func Sleep(ctx context.Context, d time.Duration) error {
+func Sleep(ctx context.Context, d time.Duration) (err error) {
 	wf, err := workflowOnly(ctx, "Sleep")
 	if err != nil {
 		return err
 	}
-	wakeMS, err := wakeTime(wf, wf.nextStepID(), d)
+	id := wf.nextStepID()
+	if _, replayed := wf.recorded[id]; !replayed {
+		var done func(error)
+		ctx, done = observe(ctx, wf, id, sleepStepName)
+		defer func() { done(err) }()
+	}
+	wakeMS, err := wakeTime(wf, id, d)
 	if err != nil {
 		return err
 	}
