@@ -139,10 +139,42 @@ func enqueueCheckoutWorkflow(ctx context.Context, queue *dbos.Queue, o Order) (*
 	return dbosgenWorkflow_checkout.Enqueue(ctx, queue, dbosgenArgs_checkout{O: o})
 }
 
+// dbosgenArgs_awaitPayment holds the inputs of workflow awaitPayment, stored
+// to recover the call. Its options come from:
+//
+//	//dbos:workflow
+type dbosgenArgs_awaitPayment struct {
+	OrderID   string `json:"orderID"`
+	TimeoutMS int64  `json:"timeoutMS"`
+}
+
+// dbosgenWorkflow_awaitPayment is workflow awaitPayment, registered by init.
+var dbosgenWorkflow_awaitPayment *dbosimpl.Workflow[dbosgenArgs_awaitPayment, string]
+
+// awaitPaymentWorkflow runs awaitPayment as a durable workflow and waits for
+// its result. Set the workflow ID with dbos.WithWorkflowID; with the ID of a
+// finished workflow it returns the recorded result without running it again.
+func awaitPaymentWorkflow(ctx context.Context, orderID string, timeoutMS int64) (string, error) {
+	return dbosgenWorkflow_awaitPayment.Run(ctx, dbosgenArgs_awaitPayment{OrderID: orderID, TimeoutMS: timeoutMS})
+}
+
+// startAwaitPaymentWorkflow starts awaitPayment as a durable workflow and
+// returns a handle to its ID and result.
+func startAwaitPaymentWorkflow(ctx context.Context, orderID string, timeoutMS int64) (*dbos.WorkflowHandle[string], error) {
+	return dbosgenWorkflow_awaitPayment.Start(ctx, dbosgenArgs_awaitPayment{OrderID: orderID, TimeoutMS: timeoutMS})
+}
+
+// enqueueAwaitPaymentWorkflow puts awaitPayment on a queue and returns a
+// handle to its ID and result; an executor serving the queue runs it within
+// the queue's limits. Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func enqueueAwaitPaymentWorkflow(ctx context.Context, queue *dbos.Queue, orderID string, timeoutMS int64) (*dbos.WorkflowHandle[string], error) {
+	return dbosgenWorkflow_awaitPayment.Enqueue(ctx, queue, dbosgenArgs_awaitPayment{OrderID: orderID, TimeoutMS: timeoutMS})
+}
+
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
-const dbosgenAppVersion = "9e1de66e5d5043734fc64bfe836c0e1718d48363871f916b5addd48a8c5e186c"
+const dbosgenAppVersion = "3a936c4f275db9164ad70aca8cb5dd58e85e9d6e37f45132ddd4f2fcbf49ab4f"
 
 // init registers every workflow by name, so that recovery can decode its
 // stored inputs and resume it, and this package's version hash.
@@ -152,6 +184,12 @@ func init() {
 		MaxRecoveryAttempts: 10,
 	}, func(ctx context.Context, args dbosgenArgs_checkout) (Receipt, error) {
 		return checkout(ctx, args.O)
+	})
+	dbosgenWorkflow_awaitPayment = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
+		Name:                "github.com/dbosgen/dbosgen/examples/orders.awaitPayment",
+		MaxRecoveryAttempts: 100,
+	}, func(ctx context.Context, args dbosgenArgs_awaitPayment) (string, error) {
+		return awaitPayment(ctx, args.OrderID, args.TimeoutMS)
 	})
 	dbosimpl.RegisterVersion("github.com/dbosgen/dbosgen/examples/orders", dbosgenAppVersion)
 }

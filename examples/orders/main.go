@@ -280,6 +280,14 @@ func main() {
 	flag.StringVar(&inspectAddr, "inspect", "", "serve the workflow inspector on this address (e.g. :8080) and keep running until Ctrl-C")
 	flag.Parse()
 	o := Order{ID: *order, SKU: *sku, Qty: *qty, Cents: int64(*qty) * 1999, Email: *email}
+	if *awaitPaymentFlag {
+		err := runAwaitPayment(o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "orders:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(o, *failures); err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		os.Exit(1)

@@ -106,9 +106,13 @@ var known = []struct{ name, label string }{
 	{"Throughput1", "workflows, 1 at a time"},
 	{"Throughput16", "workflows, 16 concurrent"},
 	{"Transaction", "transaction (insert + checkpoint)"},
+	{"Steps16", "steps, 16 workflows in flight"},
+	{"Steps64", "steps, 64 workflows in flight"},
 	{"QueueDrain/Unlimited", "queue drain, 3,000 one-step workflows"},
 	{"QueueDrain/Worker16", "queue drain, 3,000, worker concurrency 16"},
 	{"QueueLatency16", "enqueue to result, 16 producers (p50)"},
+	{"SendRecv", "send → recv latency, two workflows"},
+	{"SetEvent", "SetEvent (one workflow; baseline: upsert + NOTIFY)"},
 }
 
 func rank(name string) int {
@@ -136,10 +140,17 @@ func write(w io.Writer, results []*result) {
 	fmt.Fprintln(tw, "|---\t|---\t|---\t|---\t|---\t|")
 	for _, r := range results {
 		ours, base, ratio := "", "", ""
-		var extra []string
+		var extra, lat, baseLat []string
 		for _, u := range r.units {
 			v := r.metrics[u]
 			switch {
+			case strings.HasSuffix(u, "-us"): // latency percentiles: p50-us, raw-notify-p99-us
+				name := u[strings.LastIndex(strings.TrimSuffix(u, "-us"), "-")+1 : len(u)-3]
+				if strings.HasPrefix(u, "raw-") {
+					baseLat = append(baseLat, fmt.Sprintf("%s %.0f µs", name, v))
+				} else {
+					lat = append(lat, fmt.Sprintf("%s %.0f µs", name, v))
+				}
 			case strings.HasPrefix(u, "raw-"):
 				if base == "" {
 					base = format(v, u)
@@ -165,6 +176,12 @@ func write(w io.Writer, results []*result) {
 			ratio = strings.Join(extra, ", ")
 		} else if len(extra) > 0 {
 			ratio += " (" + strings.Join(extra, ", ") + ")"
+		}
+		if len(lat) > 0 {
+			ours = strings.Join(lat, ", ")
+		}
+		if len(baseLat) > 0 {
+			base = strings.Join(baseLat, ", ") + " (INSERT + NOTIFY)"
 		}
 		engine := r.engine
 		if engine == "" {

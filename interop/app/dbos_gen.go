@@ -458,10 +458,72 @@ func EnqueueAddWorkflow(ctx context.Context, queue *dbos.Queue, a int, b int) (*
 	return dbosgenWorkflow_Add.Enqueue(ctx, queue, dbosgenArgs_Add{A: a, B: b})
 }
 
+// dbosgenArgs_AwaitPayment holds the inputs of workflow AwaitPayment, stored
+// to recover the call. Its options come from:
+//
+//	//dbos:workflow
+type dbosgenArgs_AwaitPayment struct {
+	TimeoutMS int `json:"timeoutMS"`
+}
+
+// dbosgenWorkflow_AwaitPayment is workflow AwaitPayment, registered by init.
+var dbosgenWorkflow_AwaitPayment *dbosimpl.Workflow[dbosgenArgs_AwaitPayment, Payment]
+
+// AwaitPaymentWorkflow runs AwaitPayment as a durable workflow and waits for
+// its result. Set the workflow ID with dbos.WithWorkflowID; with the ID of a
+// finished workflow it returns the recorded result without running it again.
+func AwaitPaymentWorkflow(ctx context.Context, timeoutMS int) (Payment, error) {
+	return dbosgenWorkflow_AwaitPayment.Run(ctx, dbosgenArgs_AwaitPayment{TimeoutMS: timeoutMS})
+}
+
+// StartAwaitPaymentWorkflow starts AwaitPayment as a durable workflow and
+// returns a handle to its ID and result.
+func StartAwaitPaymentWorkflow(ctx context.Context, timeoutMS int) (*dbos.WorkflowHandle[Payment], error) {
+	return dbosgenWorkflow_AwaitPayment.Start(ctx, dbosgenArgs_AwaitPayment{TimeoutMS: timeoutMS})
+}
+
+// EnqueueAwaitPaymentWorkflow puts AwaitPayment on a queue and returns a
+// handle to its ID and result; an executor serving the queue runs it within
+// the queue's limits. Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueueAwaitPaymentWorkflow(ctx context.Context, queue *dbos.Queue, timeoutMS int) (*dbos.WorkflowHandle[Payment], error) {
+	return dbosgenWorkflow_AwaitPayment.Enqueue(ctx, queue, dbosgenArgs_AwaitPayment{TimeoutMS: timeoutMS})
+}
+
+// dbosgenArgs_Publish holds the inputs of workflow Publish, stored to recover
+// the call. Its options come from:
+//
+//	//dbos:workflow
+type dbosgenArgs_Publish struct {
+	N int `json:"n"`
+}
+
+// dbosgenWorkflow_Publish is workflow Publish, registered by init.
+var dbosgenWorkflow_Publish *dbosimpl.Workflow[dbosgenArgs_Publish, int]
+
+// PublishWorkflow runs Publish as a durable workflow and waits for its result.
+// Set the workflow ID with dbos.WithWorkflowID; with the ID of a finished
+// workflow it returns the recorded result without running it again.
+func PublishWorkflow(ctx context.Context, n int) (int, error) {
+	return dbosgenWorkflow_Publish.Run(ctx, dbosgenArgs_Publish{N: n})
+}
+
+// StartPublishWorkflow starts Publish as a durable workflow and returns a
+// handle to its ID and result.
+func StartPublishWorkflow(ctx context.Context, n int) (*dbos.WorkflowHandle[int], error) {
+	return dbosgenWorkflow_Publish.Start(ctx, dbosgenArgs_Publish{N: n})
+}
+
+// EnqueuePublishWorkflow puts Publish on a queue and returns a handle to its
+// ID and result; an executor serving the queue runs it within the queue's
+// limits. Per-call options: queue.With(dbos.EnqueueOptions{...}).
+func EnqueuePublishWorkflow(ctx context.Context, queue *dbos.Queue, n int) (*dbos.WorkflowHandle[int], error) {
+	return dbosgenWorkflow_Publish.Enqueue(ctx, queue, dbosgenArgs_Publish{N: n})
+}
+
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
-const dbosgenAppVersion = "766c85e8d396b68678118ca495df2a02014491575ddf7d4f0c120e5dfc94bffb"
+const dbosgenAppVersion = "1622a75910062959ab40138d6f1cdea3f65dd90106c0395a71336a191fdd6f86"
 
 // init registers every workflow by name, so that recovery can decode its
 // stored inputs and resume it, and this package's version hash.
@@ -495,6 +557,18 @@ func init() {
 		MaxRecoveryAttempts: 100,
 	}, func(ctx context.Context, args dbosgenArgs_Add) (int, error) {
 		return Add(ctx, args.A, args.B)
+	})
+	dbosgenWorkflow_AwaitPayment = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
+		Name:                "github.com/dbosgen/dbosgen/interop/app.AwaitPayment",
+		MaxRecoveryAttempts: 100,
+	}, func(ctx context.Context, args dbosgenArgs_AwaitPayment) (Payment, error) {
+		return AwaitPayment(ctx, args.TimeoutMS)
+	})
+	dbosgenWorkflow_Publish = dbosimpl.RegisterWorkflow(dbosimpl.WorkflowOptions{
+		Name:                "github.com/dbosgen/dbosgen/interop/app.Publish",
+		MaxRecoveryAttempts: 100,
+	}, func(ctx context.Context, args dbosgenArgs_Publish) (int, error) {
+		return Publish(ctx, args.N)
 	})
 	dbosimpl.RegisterVersion("github.com/dbosgen/dbosgen/interop/app", dbosgenAppVersion)
 }

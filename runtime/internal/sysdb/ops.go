@@ -17,6 +17,7 @@ type store struct {
 	q       queries
 	appName string // application_name of the rows this store writes and recovers
 	batch   *stepBatcher
+	hub     *notifier
 }
 
 // Flights of step checkpoints at once before they batch: on PostgreSQL a

@@ -2,7 +2,6 @@ package sysdb
 
 import (
 	"context"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -15,8 +14,6 @@ type Postgres struct {
 	pool   *pgxpool.Pool
 	schema string // quoted
 	rawSch string
-	// queueFn receives the QueueChannel notifications (see WatchQueues).
-	queueFn atomic.Pointer[func(queue string)]
 }
 
 // CancelChannel is the LISTEN/NOTIFY channel on which dbosgen announces the
@@ -29,6 +26,7 @@ const CancelChannel = "dbosgen_workflow_cancel"
 func NewPostgres(pool *pgxpool.Pool, schema, appName string) *Postgres {
 	p := &Postgres{pool: pool, schema: quoteIdent(schema), rawSch: schema}
 	p.store = newStore(pgDriver{pool}, pgDialect(schema), appName)
+	p.hub = newNotifier(pool)
 	return p
 }
 
@@ -53,56 +51,13 @@ func (p *Postgres) Close() { p.pool.Close() }
 
 func nowMS() int64 { return time.Now().UnixMilli() }
 
-// WatchCancellations LISTENs on a dedicated connection, reconnecting with
-// backoff when the connection drops, until ctx ends.
+// WatchCancellations hands fn the payloads of CancelChannel from the
+// store's one listening connection (see notifier), started here until ctx
+// ends.
 func (p *Postgres) WatchCancellations(ctx context.Context, fn func(id string)) bool {
-	go func() {
-		delay := 100 * time.Millisecond
-		for ctx.Err() == nil {
-			began := time.Now()
-			err := p.listen(ctx, fn)
-			if ctx.Err() != nil {
-				return
-			}
-			if time.Since(began) > 10*time.Second {
-				delay = 100 * time.Millisecond // it was up for a while: reconnect promptly
-			}
-			_ = err // the runtime polls as a fallback; a dropped listener only delays delivery
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			delay = min(delay*2, 5*time.Second)
-		}
-	}()
+	p.hub.handle(CancelChannel, fn)
+	p.hub.start(ctx)
 	return true
-}
-
-func (p *Postgres) listen(ctx context.Context, fn func(id string)) error {
-	conn, err := p.pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	// The connection carries LISTEN state: never hand it back to the pool.
-	raw := conn.Hijack()
-	defer raw.Close(context.Background())
-	if _, err := raw.Exec(ctx, "LISTEN "+CancelChannel+"; LISTEN "+QueueChannel); err != nil {
-		return err
-	}
-	for {
-		n, err := raw.WaitForNotification(ctx)
-		if err != nil {
-			return err
-		}
-		if n.Channel == QueueChannel {
-			if q := p.queueFn.Load(); q != nil {
-				(*q)(n.Payload)
-			}
-			continue
-		}
-		fn(n.Payload)
-	}
 }
 
 var _ Store = (*Postgres)(nil)

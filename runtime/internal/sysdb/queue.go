@@ -352,10 +352,10 @@ var (
 	_ Queuer = (*SQLite)(nil)
 )
 
-// WatchQueues implements Queuer: the cancellation listener (see
-// WatchCancellations) LISTENs on QueueChannel too and hands its
-// notifications to fn. Set it before WatchCancellations starts.
+// WatchQueues implements Queuer: the process's listening connection (see
+// notifier) hands QueueChannel's notifications to fn. Set it before
+// WatchCancellations starts the listener.
 func (p *Postgres) WatchQueues(fn func(queue string)) bool {
-	p.queueFn.Store(&fn)
+	p.hub.handle(QueueChannel, fn)
 	return true
 }

@@ -140,6 +140,7 @@ func OpenSQLite(ctx context.Context, path, appName string) (*SQLite, error) {
 	}
 	s := &SQLite{path: abs, w: w, r: r}
 	s.store = newStore(sqliteDriver{w: w, r: r}, sqliteDialect, appName)
+	s.hub = newNotifier(nil)
 	return s, nil
 }
 

@@ -145,5 +145,6 @@ type Store interface {
 	// (true) or the caller must poll Cancelled (false). Cancellations made by
 	// other programs (DBOS's CLI) are seen only by polling.
 	WatchCancellations(ctx context.Context, fn func(id string)) bool
+	Messaging // messages, events and streams: messages.go
 	Close()
 }
