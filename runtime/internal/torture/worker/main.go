@@ -17,6 +17,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -256,7 +257,15 @@ loop:
 			starts.Add(1)
 			go func() {
 				defer starts.Done()
-				if _, err := startOrderWorkflow(dbos.WithWorkflowID(wctx, id), job); err != nil {
+				_, err := startOrderWorkflow(dbos.WithWorkflowID(wctx, id), job)
+				// A runtime whose lease lapsed (an outage outlasted it)
+				// refuses new work until it holds its lease again: an
+				// application retries, as it does after an outage.
+				for errors.Is(err, dbos.ErrLeaseLost) && wctx.Err() == nil {
+					time.Sleep(200 * time.Millisecond)
+					_, err = startOrderWorkflow(dbos.WithWorkflowID(wctx, id), job)
+				}
+				if err != nil {
 					say("nack %s %s", id, strings.ReplaceAll(err.Error(), "\n", " "))
 					return
 				}
