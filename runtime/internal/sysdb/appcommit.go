@@ -109,16 +109,22 @@ func (a *AppDB) RecordAndCommit(ctx context.Context, tx *Tx, s StepRow) CommitOu
 		if !ok {
 			return errors.New("not a pgx connection")
 		}
-		// pgconn's pipeline rather than a pgx batch: the statements go as
-		// unnamed Parse/Bind/Execute messages behind one Sync, in one write,
-		// whatever the connection's statement cache holds.
+		// pgconn's pipeline rather than a pgx batch: both statements go
+		// behind one Sync, in one write.
 		params, err := textParams(a.rec.args(s))
 		if err != nil {
 			out.RecordErr = err
 			return nil
 		}
+		// The checkpoint is a statement prepared once per connection (no
+		// round trip after the first); COMMIT goes as text.
+		sd, err := c.Conn().Prepare(ctx, "dbosgen_checkpoint", a.rec.strict)
+		if err != nil {
+			out.RecordErr = err
+			return nil
+		}
 		pipe := c.Conn().PgConn().StartPipeline(ctx)
-		pipe.SendQueryParams(a.rec.strict, params, nil, nil, nil)
+		pipe.SendQueryStatement(sd, params, nil, nil)
 		pipe.SendQueryParams("COMMIT", nil, nil, nil, nil)
 		var ierr, cerr error
 		if err := pipe.Sync(); err != nil {
