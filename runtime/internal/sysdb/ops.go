@@ -60,13 +60,14 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 	if s.dl.cte {
 		row := s.d.writer().QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName, r.ParentID,
 			r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, ip.DeadLetterError, r.Attributes)
-		if err := scanWorkflow(row, &res.Row, &res.Inserted); err != nil || res.Inserted || res.Row.Inputs != "" {
+		if err := scanWorkflow(row, &res.Row, &res.Inserted); err != nil || res.Inserted || !res.Row.racedSnapshot() {
 			return res, err
 		}
-		// The row was inserted by a transaction that committed while this
-		// statement ran: the upsert saw it, but the statement's snapshot
-		// does not show its inputs. Read them again (only in that race);
-		// the status and count the upsert returned are the latest.
+		// The row was written by a transaction that committed while this
+		// statement ran: the upsert saw its latest version, but the
+		// statement's snapshot does not show the inputs or the outcome
+		// written with it. Read them again (only in that race); the status
+		// and count the upsert returned are the latest.
 		w, err := s.Workflow(ctx, r.ID)
 		if err == nil {
 			res.Row.Inputs = w.Inputs

@@ -59,6 +59,14 @@ type WorkflowRow struct {
 	Attributes string
 }
 
+// racedSnapshot reports a row the start statement read half-way: inputs
+// missing, or a finished status without its outcome (every recorded value
+// has at least one byte).
+func (w WorkflowRow) racedSnapshot() bool {
+	finished := w.Status == StatusSuccess || w.Status == StatusError
+	return w.Inputs == "" || finished && w.Output == "" && w.Error == ""
+}
+
 // InitParams describes a workflow execution that is about to start.
 type InitParams struct {
 	Row                 WorkflowRow // Status is ignored: a new row is PENDING
