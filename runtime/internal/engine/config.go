@@ -91,7 +91,7 @@ type Config struct {
 	ConnectionWaitTimeout time.Duration
 	// DisableStepBatching makes every step checkpoint a statement of its
 	// own. By default, checkpoints that arrive while the store's flights
-	// (4 on PostgreSQL, 1 on SQLite) are busy share the next statement: a
+	// (2 on PostgreSQL, 1 on SQLite) are busy share the next statement: a
 	// multi-row INSERT, or one SQLite commit. Each step still returns only
 	// after its own checkpoint is durable; turn batching off to debug.
 	DisableStepBatching bool
