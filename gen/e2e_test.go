@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dbosgen/dbosgen/internal/dbtest"
+	"github.com/dbosgen/dbosgen/internal/testmod"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -99,7 +100,7 @@ func TestE2ERecovery(t *testing.T) {
 	ctx := context.Background()
 	dbURL := dbtest.Postgres(t)
 
-	root := newModule(t)
+	root := testmod.New(t)
 	app := filepath.Join(root, "app")
 	if err := os.MkdirAll(app, 0o755); err != nil {
 		t.Fatal(err)

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"golang.org/x/tools/txtar"
 
 	"github.com/dbosgen/dbosgen/gen"
+	"github.com/dbosgen/dbosgen/internal/testmod"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden sections of ../testdata/*.txtar")
@@ -39,7 +39,7 @@ func TestGolden(t *testing.T) {
 	if err != nil || len(archives) == 0 {
 		t.Fatalf("no golden cases in ../testdata: %v", err)
 	}
-	root := newModule(t)
+	root := testmod.New(t)
 
 	var (
 		mu       sync.Mutex
@@ -137,7 +137,7 @@ func runCase(t *testing.T, root, name, path string) []string {
 		}
 		return compiles
 	}
-	if want := section(ar, goldenStderr); stderr.String() != string(want) {
+	if want := testmod.Section(ar, goldenStderr); stderr.String() != string(want) {
 		t.Errorf("diagnostics differ\n--- got\n%s--- want\n%s", stderr.String(), want)
 	}
 	got := map[string][]byte{}
@@ -153,7 +153,7 @@ func runCase(t *testing.T, root, name, path string) []string {
 		}
 	}
 	for name, data := range got {
-		want := section(ar, name)
+		want := testmod.Section(ar, name)
 		if want == nil {
 			t.Errorf("unexpected output %s:\n%s", strings.TrimSuffix(name, goldenSuffix), data)
 		} else if !bytes.Equal(data, want) {
@@ -162,48 +162,4 @@ func runCase(t *testing.T, root, name, path string) []string {
 		}
 	}
 	return compiles
-}
-
-func section(ar *txtar.Archive, name string) []byte {
-	for _, f := range ar.Files {
-		if f.Name == name {
-			return f.Data
-		}
-	}
-	return nil
-}
-
-// newModule creates a module "example.com" in a temporary directory that
-// requires this repository (through a replace directive) and the same
-// versions of its dependencies, so that test packages can import the runtime
-// and sqlx without network access.
-func newModule(t testing.TB) string {
-	t.Helper()
-	repo := repoRoot(t)
-	root := t.TempDir()
-	mod, err := os.ReadFile(filepath.Join(repo, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(mod), "module github.com/dbosgen/dbosgen", "module example.com", 1)
-	text += "\nrequire github.com/dbosgen/dbosgen v0.0.0\n\nreplace github.com/dbosgen/dbosgen => " + repo + "\n"
-	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "go.sum"), sum, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-func repoRoot(t testing.TB) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the repository")
-	}
-	return filepath.Dir(filepath.Dir(file))
 }

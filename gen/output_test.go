@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dbosgen/dbosgen/gen"
+	"github.com/dbosgen/dbosgen/internal/testmod"
 )
 
 func TestWriteRefusesForeignFile(t *testing.T) {
@@ -60,7 +61,7 @@ func mustStat(t *testing.T, path string) os.FileInfo {
 // TestDeterministic generates twice for a package with every kind of
 // directive and compares bytes.
 func TestDeterministic(t *testing.T) {
-	root := newModule(t)
+	root := testmod.New(t)
 	writePackage(t, filepath.Join(root, "big"), 60)
 	var first []byte
 	for i := range 3 {
@@ -79,7 +80,7 @@ func TestDeterministic(t *testing.T) {
 // BenchmarkGenerate500 generates for one package with 500 annotated
 // functions (steps, transactions, workflows), load to rendered bytes.
 func BenchmarkGenerate500(b *testing.B) {
-	root := newModule(b)
+	root := testmod.New(b)
 	writePackage(b, filepath.Join(root, "big"), 500)
 	b.ResetTimer()
 	for b.Loop() {

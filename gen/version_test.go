@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/dbosgen/dbosgen/gen"
+	"github.com/dbosgen/dbosgen/internal/testmod"
 )
 
 // The README says to regenerate after any change to an annotated function,
@@ -14,7 +15,7 @@ import (
 // default application version; and that comments, formatting and
 // unannotated code leave it alone. This pins both halves.
 func TestVersionHashFollowsAnnotatedCode(t *testing.T) {
-	root := newModule(t)
+	root := testmod.New(t)
 	dir := filepath.Join(root, "shop")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)

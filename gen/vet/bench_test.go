@@ -12,6 +12,7 @@ import (
 
 	"github.com/dbosgen/dbosgen/gen"
 	"github.com/dbosgen/dbosgen/gen/vet"
+	"github.com/dbosgen/dbosgen/internal/testmod"
 )
 
 // BenchmarkVet500 vets a generated package of 500 functions: 50 workflows,
@@ -23,7 +24,7 @@ import (
 //
 //	go test ./gen/vet -run '^$' -bench Vet500
 func BenchmarkVet500(b *testing.B) {
-	root := newModule(b)
+	root := testmod.New(b)
 	dir := filepath.Join(root, "big")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		b.Fatal(err)

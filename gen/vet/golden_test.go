@@ -4,7 +4,6 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/dbosgen/dbosgen/gen"
 	"github.com/dbosgen/dbosgen/gen/vet"
+	"github.com/dbosgen/dbosgen/internal/testmod"
 )
 
 var update = flag.Bool("update", false, "rewrite the findings.golden sections of testdata/*.txtar")
@@ -42,7 +42,7 @@ func TestGolden(t *testing.T) {
 	if err != nil || len(archives) == 0 {
 		t.Fatalf("no cases in testdata: %v", err)
 	}
-	root := newModule(t)
+	root := testmod.New(t)
 	var shared, alone []*goldenCase
 	for _, path := range archives {
 		ar, err := txtar.ParseFile(path)
@@ -50,7 +50,7 @@ func TestGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := &goldenCase{name: strings.TrimSuffix(filepath.Base(path), ".txtar"), path: path, ar: ar}
-		if section(ar, "go.mod") != nil {
+		if testmod.Section(ar, "go.mod") != nil {
 			c.dir = filepath.Join(t.TempDir(), c.name)
 			alone = append(alone, c)
 		} else {
@@ -163,50 +163,7 @@ func compare(t *testing.T, c *goldenCase, all []vet.Finding) {
 		}
 		return
 	}
-	if want := string(section(c.ar, goldenFindings)); got.String() != want {
+	if want := string(testmod.Section(c.ar, goldenFindings)); got.String() != want {
 		t.Errorf("findings differ (go test ./gen/vet -run TestGolden -update to accept)\n--- got\n%s--- want\n%s", got.String(), want)
 	}
-}
-
-func section(ar *txtar.Archive, name string) []byte {
-	for _, f := range ar.Files {
-		if f.Name == name {
-			return f.Data
-		}
-	}
-	return nil
-}
-
-// newModule creates a module "example.com" in a temporary directory that
-// requires this repository (through a replace directive) at the versions of
-// its dependencies, so that cases import the runtime without network access.
-func newModule(t testing.TB) string {
-	t.Helper()
-	repo := repoRoot(t)
-	root := t.TempDir()
-	mod, err := os.ReadFile(filepath.Join(repo, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(mod), "module github.com/dbosgen/dbosgen", "module example.com", 1)
-	text += "\nrequire github.com/dbosgen/dbosgen v0.0.0\n\nreplace github.com/dbosgen/dbosgen => " + repo + "\n"
-	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sum, err := os.ReadFile(filepath.Join(repo, "go.sum"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(root, "go.sum"), sum, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return root
-}
-
-func repoRoot(t testing.TB) string {
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the repository")
-	}
-	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/dbosgen/dbosgen/gen/vet"
+	"github.com/dbosgen/dbosgen/internal/testmod"
 )
 
 // TestRepositoryHasNoFindings vets this repository's own workflows: the
@@ -17,7 +18,7 @@ func TestRepositoryHasNoFindings(t *testing.T) {
 	if testing.Short() {
 		t.Skip("loads the whole module")
 	}
-	repo := repoRoot(t)
+	repo := testmod.Root(t)
 	dirs := []string{repo}
 	if _, err := os.Stat(filepath.Join(repo, "interop", "go.mod")); err == nil {
 		dirs = append(dirs, filepath.Join(repo, "interop"))
