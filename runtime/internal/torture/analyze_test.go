@@ -118,7 +118,7 @@ func (d *driver) analyze() {
 	}
 	var stats struct {
 		submitted, acked, success, correct, children, pending, stepsRecorded, txApplied, txAttempts int
-		stepRuns, crashReruns, twinReruns                                                           int
+		stepRuns, crashReruns, twinReruns, fencedReruns                                             int
 	}
 	for _, id := range d.ids {
 		w := d.wfs[id]
@@ -301,6 +301,12 @@ func (d *driver) analyze() {
 					stats.crashReruns++
 				case twin:
 					stats.twinReruns++
+				case procByPid[l.pid] != nil && procByPid[l.pid].fenced():
+					// Its executor lost its lease (an outage outlasted it):
+					// the runtime stopped its workflows before their next
+					// checkpoint, as a crash would, and resumed them once it
+					// held the lease again.
+					stats.fencedReruns++
 				default:
 					bad("step %s of %s ran twice (pids %d and %d) with no crash to explain it", key, id, l.pid, w.pid)
 				}
@@ -350,8 +356,8 @@ func (d *driver) analyze() {
 	line("workflows finished       %d SUCCESS, %d correct results; %d child workflows checked", stats.success, stats.correct, stats.children)
 	line("workflows PENDING        %d at the end", stats.pending)
 	line("most executions of one   %d (highest recovery_attempts)", maxAttempts)
-	line("steps                    %d recorded, %d executions in the ledger: %d re-runs after a crash, %d by twin executors",
-		stats.stepsRecorded, stats.stepRuns, stats.crashReruns, stats.twinReruns)
+	line("steps                    %d recorded, %d executions in the ledger: %d re-runs after a crash, %d by twin executors, %d after a lost lease",
+		stats.stepsRecorded, stats.stepRuns, stats.crashReruns, stats.twinReruns, stats.fencedReruns)
 	line("transactions             %d applied (each exactly once checked), %d attempts in the ledger", stats.txApplied, stats.txAttempts)
 	line("goroutine reports        %d graceful shutdowns, %d with leaks", gReports, gLeaks)
 	line("launch failures          %d (database away at Launch: clear error, worker relaunched)", d.launchFail)

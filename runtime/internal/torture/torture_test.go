@@ -2,6 +2,7 @@ package torture
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -85,6 +86,13 @@ type wf struct {
 	sends     int
 	lastNack  string
 	submitted time.Time
+}
+
+// fenced reports whether the worker's runtime lost its executor lease and
+// stopped its workflows (its log says so).
+func (p *proc) fenced() bool {
+	b, err := os.ReadFile(p.logPath)
+	return err == nil && bytes.Contains(b, []byte("executor lease lost: stopping"))
 }
 
 type proc struct {
