@@ -144,7 +144,9 @@ func TestObserverEvents(t *testing.T) {
 
 		rt, ctx := launch(t, url, withObs)
 		must(testWF.Start(dbos.WithWorkflowID(ctx, "obs"), in))
-		waitFor(t, "the child to finish", func() bool { return len(a.lines("wf-end obs-3 SUCCESS")) == 1 })
+		// The body's first execution has passed its child and waits: only
+		// then does Shutdown interrupt it where the recovery expects.
+		waitFor(t, "the child to finish", func() bool { return len(a.lines("wf-end obs-3 SUCCESS")) == 1 && c.get("body") == 1 })
 		shutdown(t, rt)
 
 		want := []string{
