@@ -172,6 +172,15 @@ type acquireKey struct{}
 
 func (t *poolTracer) TraceAcquireStart(ctx context.Context, p *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
 	t.waiting.Add(1)
+	if p.Stat().IdleConns() > 0 {
+		// The common case: a connection is free and the acquire will not
+		// wait, so it needs no timer (each would cost a statement's worth of
+		// allocations). If another caller takes that connection first, this
+		// one waits for the next release, bounded only by its own context;
+		// a pool that stays full is still reported by the waits that started
+		// when it was full.
+		return ctx
+	}
 	ctx, cancel := context.WithTimeoutCause(ctx, t.wait, errConnectionWait)
 	w := &acquireWait{cancel: cancel, slow: time.AfterFunc(t.wait/3, func() { t.warnSlow(p) })}
 	return context.WithValue(ctx, acquireKey{}, w)
@@ -236,6 +245,10 @@ func (t *poolTracer) attrs(p *pgxpool.Pool) []any {
 	}
 	return a
 }
+
+// TracesQueries tells the store to report statements it sends below pgx
+// (the step checkpoint): only when a test's tracer listens.
+func (t *poolTracer) TracesQueries() bool { return t.next != nil }
 
 func (t *poolTracer) TraceQueryStart(ctx context.Context, c *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
 	if t.next != nil {

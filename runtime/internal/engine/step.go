@@ -256,7 +256,7 @@ func runAttempts[R any](ctx context.Context, obs Observer, opts *StepOptions, at
 		actx := obs.StepStarted(ctx, at)
 		out, err := callSafely(context.WithValue(actx, stepKey, &stepState{info: at.StepInfo}), fn)
 		end := StepAttemptEnd{StepAttempt: at, Err: err}
-		endCtx := context.WithoutCancel(actx)
+		endCtx := actx // may be cancelled: the end of an attempt is reported all the same
 		if err == nil {
 			obs.StepEnded(endCtx, end)
 			return out, nil
