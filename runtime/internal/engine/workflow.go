@@ -230,8 +230,10 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		// whenever the child runs again.
 		row.DeadlineMS = d
 	}
-	dead := encodeError(fmt.Errorf("%w: workflow %s was started more than %d times without finishing",
-		ErrMaxRecoveryAttemptsExceeded, p.id, w.opts.MaxRecoveryAttempts+1))
+	dead := func() string {
+		return encodeError(fmt.Errorf("%w: workflow %s was started more than %d times without finishing",
+			ErrMaxRecoveryAttemptsExceeded, p.id, w.opts.MaxRecoveryAttempts+1))
+	}
 	var res sysdb.InitResult
 	if p.claimed != nil {
 		res.Row = p.claimed.WorkflowRow

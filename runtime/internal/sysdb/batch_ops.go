@@ -10,30 +10,17 @@ type stepKey struct {
 	id int
 }
 
-// recordStepsPG inserts rows with one multi-row statement.
+// recordStepsPG inserts rows with one multi-row statement: all of them, or
+// none (an error) when one of them was recorded already.
 func (s *store) recordStepsPG(ctx context.Context, batch []StepRow) ([]bool, error) {
-	n := len(batch)
-	wf, name, out, errs, child := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	fid := make([]int32, n)
-	started, completed := make([]int64, n), make([]int64, n)
-	now := nowMS()
-	for i, r := range batch {
-		wf[i], fid[i], name[i], out[i], errs[i], child[i] = r.WorkflowID, int32(r.StepID), r.Name, r.Output, r.Error, r.ChildID
-		started[i], completed[i] = r.StartedMS, r.CompletedMS
-		if completed[i] == 0 {
-			completed[i] = now
-		}
-	}
-	rs, err := s.d.writer().Query(ctx, s.q.recordSteps, wf, fid, name, out, errs, child, started, completed, s.appName)
-	keys, err := collect(rs, err, func(r rows, k *stepKey) error { return r.Scan(&k.wf, &k.id) })
-	if err != nil {
+	if err := s.d.(pgDriver).recordSteps(ctx, s.q.recordSteps, batch, s.appName); err != nil {
 		return nil, err
 	}
-	inserted := map[stepKey]bool{}
-	for _, k := range keys {
-		inserted[k] = true
+	all := make([]bool, len(batch))
+	for i := range all {
+		all[i] = true
 	}
-	return claimed(batch, inserted), nil
+	return all, nil
 }
 
 // recordStepsTx inserts rows in one transaction: one commit (SQLite: one

@@ -142,3 +142,38 @@ func batcherOf(s Store) *stepBatcher {
 	}
 	return nil
 }
+
+// A batch sends its rows as text arrays: quotes, backslashes, braces,
+// commas, NULL-looking words and empty strings come back as they went.
+func TestRecordStepsBatchTextRoundTrip(t *testing.T) {
+	tg := newPostgresTarget(t)
+	s := tg.migrated(t).(*Postgres)
+	ctx := context.Background()
+	mustInit(t, s, initParams(`wf "quoted" \ back`))
+	values := []string{`"a\"b"`, `\\`, `{1,2}`, `NULL`, ``, `x, y`, `{"k":["v\n",null]}`, "ünï €"}
+	var rows []StepRow
+	for i, v := range values {
+		rows = append(rows, StepRow{WorkflowID: `wf "quoted" \ back`, StepID: i + 1, Name: v + "-name", Output: v, Error: v, ChildID: v,
+			StartedMS: int64(i), CompletedMS: int64(1000 + i)})
+	}
+	ins, err := s.recordStepsPG(ctx, rows)
+	if err != nil || len(ins) != len(rows) {
+		t.Fatalf("recordStepsPG = %v, %v", ins, err)
+	}
+	got, err := s.Steps(ctx, `wf "quoted" \ back`)
+	if err != nil || len(got) != len(rows) {
+		t.Fatalf("Steps = %d rows, %v", len(got), err)
+	}
+	for i, g := range got {
+		w := rows[i]
+		w.Serialization = FormatPortable
+		if g != w {
+			t.Errorf("row %d:\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+	// One key recorded already: the whole batch fails, so that the batcher
+	// sends each row alone and each learns its own outcome.
+	if _, err := s.recordStepsPG(ctx, []StepRow{{WorkflowID: rows[0].WorkflowID, StepID: 100, Name: "n"}, rows[0]}); err == nil {
+		t.Fatal("a batch with a recorded key succeeded")
+	}
+}

@@ -40,6 +40,19 @@ type engineDriver interface {
 	inTx(ctx context.Context, fn func(querier) error) error
 }
 
+// stepRecorder is a driver with a path of its own for the hottest
+// statement, a one-row step checkpoint (hotpath_pg.go, sqlite.go).
+type stepRecorder interface {
+	recordStep(ctx context.Context, sql string, s StepRow, appName string) (bool, error)
+}
+
+// workflowWriter is a driver with paths of its own for a workflow's start
+// and finish (hotpath_pg.go).
+type workflowWriter interface {
+	start(ctx context.Context, sql string, r WorkflowRow, now int64, xid string, maxAttempts int, res *InitResult) error
+	finish(ctx context.Context, sql string, p FinishParams, now int64) (bool, error)
+}
+
 // isNoRows reports a QueryRow that found nothing, on either engine.
 func isNoRows(err error) bool { return errors.Is(err, pgx.ErrNoRows) || errors.Is(err, sql.ErrNoRows) }
 

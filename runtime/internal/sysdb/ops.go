@@ -58,10 +58,28 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 	now := nowMS()
 	res := InitResult{Row: WorkflowRow{ID: r.ID}}
 	if s.dl.cte {
-		row := s.d.writer().QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName, r.ParentID,
-			r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, ip.DeadLetterError, r.Attributes)
-		if err := scanWorkflow(row, &res.Row, &res.Inserted); err != nil || res.Inserted || !res.Row.racedSnapshot() {
+		var err error
+		if w, ok := s.d.(workflowWriter); ok {
+			r.AppName = s.appName
+			err = w.start(ctx, s.q.init, r, now, uuid.NewString(), ip.MaxRecoveryAttempts, &res)
+		} else {
+			row := s.d.writer().QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName, r.ParentID,
+				r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, r.Attributes)
+			err = scanWorkflow(row, &res.Row, &res.Inserted)
+		}
+		if err != nil || res.Inserted {
 			return res, err
+		}
+		if w := &res.Row; w.Status == StatusDeadLetter && w.Error == "" && w.UpdatedMS == now && ip.DeadLetterError != nil {
+			// This start parked the workflow: its error goes with it, in a
+			// statement of its own on this rare path.
+			w.Error = ip.DeadLetterError()
+			if _, err := s.d.writer().Exec(ctx, s.q.deadLetter, r.ID, w.Error); err != nil {
+				return res, err
+			}
+		}
+		if !res.Row.racedSnapshot() {
+			return res, nil
 		}
 		// The row was written by a transaction that committed while this
 		// statement ran: the upsert saw its latest version, but the
@@ -98,9 +116,9 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 				return err
 			}
 		}
-		if w.Status == StatusDeadLetter && w.Error == "" && ip.DeadLetterError != "" {
-			w.Error = ip.DeadLetterError
-			if _, err := tx.Exec(ctx, s.q.deadLetter, r.ID, ip.DeadLetterError); err != nil {
+		if w.Status == StatusDeadLetter && w.Error == "" && ip.DeadLetterError != nil {
+			w.Error = ip.DeadLetterError()
+			if _, err := tx.Exec(ctx, s.q.deadLetter, r.ID, w.Error); err != nil {
 				return err
 			}
 		}
@@ -113,6 +131,9 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 // and the outcome in one transaction on SQLite.
 func (s *store) FinishWorkflow(ctx context.Context, p FinishParams) (bool, error) {
 	now := nowMS()
+	if f, ok := s.d.(workflowWriter); ok {
+		return f.finish(ctx, s.q.finish, p, now)
+	}
 	if s.dl.cte {
 		n, err := s.d.writer().Exec(ctx, s.q.finish, p.ID, p.Status, p.Output, p.Error, now)
 		return n == 1, err
@@ -200,6 +221,9 @@ func (s *store) Steps(ctx context.Context, workflowID string) ([]StepRow, error)
 
 // recordOne inserts one step row with its own statement.
 func (s *store) recordOne(ctx context.Context, st StepRow) (bool, error) {
+	if r, ok := s.d.(stepRecorder); ok {
+		return r.recordStep(ctx, s.q.recordStep, st, s.appName)
+	}
 	n, err := s.d.writer().Exec(ctx, s.q.recordStep, stepArgs(st, s.appName)...)
 	return n == 1, err
 }

@@ -25,16 +25,26 @@ const CancelChannel = "dbosgen_workflow_cancel"
 // the application whose rows this store writes and recovers.
 func NewPostgres(pool *pgxpool.Pool, schema, appName string) *Postgres {
 	p := &Postgres{pool: pool, schema: quoteIdent(schema), rawSch: schema}
-	p.store = newStore(pgDriver{pool}, pgDialect(schema), appName)
+	d := pgDriver{pool: pool, q: pgQuerier{pool}}
+	if t, ok := pool.Config().ConnConfig.Tracer.(tracesQueries); ok && t.TracesQueries() {
+		d.tracer = pool.Config().ConnConfig.Tracer
+	}
+	p.store = newStore(d, pgDialect(schema), appName)
 	p.hub = newNotifier(pool)
 	return p
 }
 
 // pgDriver runs everything on one pool.
-type pgDriver struct{ pool *pgxpool.Pool }
+type pgDriver struct {
+	pool *pgxpool.Pool
+	q    querier // the pool as a querier, made once: per call it would be an allocation
+	// tracer sees the statements sent below pgx (hotpath_pg.go), when it
+	// asks to (the statement-count tests).
+	tracer pgx.QueryTracer
+}
 
-func (d pgDriver) writer() querier { return pgQuerier{d.pool} }
-func (d pgDriver) reader() querier { return pgQuerier{d.pool} }
+func (d pgDriver) writer() querier { return d.q }
+func (d pgDriver) reader() querier { return d.q }
 
 func (d pgDriver) inTx(ctx context.Context, fn func(querier) error) error {
 	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error { return fn(pgQuerier{tx}) })

@@ -49,9 +49,10 @@ type queries struct {
 	// init, finish and cancel differ by engine: PostgreSQL runs each as one
 	// data-modifying CTE; SQLite runs init and finish as a transaction of
 	// plain statements, the others below.
-	init, finish, cancel              string
-	recordSteps                       string // PostgreSQL only: a batch of steps
-	insertInputs, deadLetter, outcome string // SQLite only
+	init, finish, cancel  string
+	recordSteps           string // PostgreSQL only: a batch of steps
+	insertInputs, outcome string // SQLite only
+	deadLetter            string // the error of a workflow a start parked
 }
 
 func buildQueries(d dialect) queries {
@@ -72,6 +73,7 @@ VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7::B
 ` + onConflictNothing),
 		recordedStep: d.render(`SELECT ` + stepColumns + ` FROM {schema}.operation_outputs WHERE workflow_uuid = $1 AND function_id = $2`),
 	}
+	q.deadLetter = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, error) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
 	if d.cte {
 		q.init, q.finish, q.recordSteps = d.render(pgInit), d.render(pgFinish), d.render(recordSteps)
 		q.cancel = d.render(cancelTree + `, c AS (` + cancelSet + `)
@@ -85,7 +87,6 @@ WHERE workflow_uuid = $1 AND status = 'PENDING'`)
 	q.outcome = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, output, error) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
 ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excluded.error`)
 	q.insertInputs = d.render(`INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
-	q.deadLetter = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, error) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
 	// SQLite has no data-modifying CTE but takes a WITH inside the subquery.
 	q.cancel = d.render(strings.Replace(cancelSet, "(SELECT id FROM tree)", "("+cancelTree+" SELECT id FROM tree)", 1))
 	return q
@@ -149,7 +150,7 @@ const pgInit = `WITH ins AS (
 		application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms, workflow_deadline_epoch_ms,
 		created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid, attributes)
 	VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7::BIGINT, 0), NULLIF($8::BIGINT, 0),
-		$9, $9, $9, 'portable_json', $10, $10, NULLIF($14::TEXT, '')::JSONB)
+		$9, $9, $9, 'portable_json', $10, $10, NULLIF($13::TEXT, '')::JSONB)
 	ON CONFLICT (workflow_uuid) DO UPDATE SET
 		recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
 		status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
@@ -159,15 +160,12 @@ const pgInit = `WITH ins AS (
 ), inp AS (
 	INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT $1, $12 FROM ins WHERE ins.inserted
 	ON CONFLICT (workflow_uuid) DO NOTHING
-), dead AS (
-	INSERT INTO {schema}.workflow_output (workflow_uuid, error) SELECT $1, $13 FROM ins WHERE ins.status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED'
-	ON CONFLICT (workflow_uuid) DO NOTHING
 )
 SELECT s.inserted, COALESCE(s.name, ''), COALESCE(s.status, ''), COALESCE(s.executor_id, ''),
 	COALESCE(s.application_version, ''), COALESCE(s.application_name, ''), COALESCE(s.queue_name, ''),
 	COALESCE(s.serialization, ''), CASE WHEN s.inserted THEN $12 ELSE COALESCE(i.inputs, s.inputs, '') END,
 	COALESCE(o.output, s.output, ''),
-	COALESCE(o.error, s.error, CASE WHEN s.status = 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' THEN $13 END, ''),
+	COALESCE(o.error, s.error, ''),
 	COALESCE(s.parent_workflow_id, ''), COALESCE(s.recovery_attempts, 0),
 	COALESCE(s.workflow_timeout_ms, 0), COALESCE(s.workflow_deadline_epoch_ms, 0), s.created_at, s.updated_at,
 	COALESCE(s.attributes::TEXT, '')
@@ -214,12 +212,11 @@ RETURNING workflow_uuid`
 
 // recordSteps is recordStep for many rows in one statement (PostgreSQL):
 // the rows come as arrays, so one statement text serves every batch size and
-// is prepared once. It returns the keys it inserted.
+// is prepared once. It inserts every row or none: a key recorded already
+// fails the statement, and the batcher then sends each row alone.
 const recordSteps = `INSERT INTO {schema}.operation_outputs (workflow_uuid, function_id, function_name, output, error,
 	child_workflow_id, started_at_epoch_ms, completed_at_epoch_ms, serialization, application_name)
 SELECT u.wf, u.fid, u.name, NULLIF(u.out, ''), NULLIF(u.err, ''), NULLIF(u.child, ''), NULLIF(u.started, 0), u.completed,
 	'portable_json', NULLIF($9, '')
 FROM unnest($1::TEXT[], $2::INTEGER[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[])
-	AS u(wf, fid, name, out, err, child, started, completed)
-ON CONFLICT (workflow_uuid, function_id) DO NOTHING
-RETURNING workflow_uuid, function_id`
+	AS u(wf, fid, name, out, err, child, started, completed)`

@@ -71,9 +71,10 @@ func (w WorkflowRow) racedSnapshot() bool {
 type InitParams struct {
 	Row                 WorkflowRow // Status is ignored: a new row is PENDING
 	MaxRecoveryAttempts int
-	// DeadLetterError is the error recorded when this start pushes the
-	// workflow past MaxRecoveryAttempts.
-	DeadLetterError string
+	// DeadLetterError makes the error recorded when this start pushes the
+	// workflow past MaxRecoveryAttempts: only then, as a start almost never
+	// does.
+	DeadLetterError func() string
 }
 
 // InitResult is the row as it stands after InitWorkflow.

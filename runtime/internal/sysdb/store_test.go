@@ -136,7 +136,7 @@ func initParams(id string) InitParams {
 			Inputs: `["in"]`,
 		},
 		MaxRecoveryAttempts: 100,
-		DeadLetterError:     `{"message":"dead"}`,
+		DeadLetterError:     func() string { return `{"message":"dead"}` },
 	}
 }
 
@@ -381,7 +381,7 @@ func TestRecoveryAttemptsAndDeadLetter(t *testing.T) {
 			}
 		}
 		r := mustInit(t, s, p)
-		if r.Inserted || r.Row.Status != StatusDeadLetter || r.Row.RecoveryAttempts != 5 || r.Row.Error != p.DeadLetterError {
+		if r.Inserted || r.Row.Status != StatusDeadLetter || r.Row.RecoveryAttempts != 5 || r.Row.Error != p.DeadLetterError() {
 			t.Fatalf("dead-letter start: %+v inserted=%v", r.Row, r.Inserted)
 		}
 		// Parked: later starts change nothing, and recovery no longer sees it.
