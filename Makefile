@@ -138,9 +138,9 @@ check:
 	cd interop && $(GO) run github.com/dbosgen/dbosgen/cmd/dbosgen vet ./...
 
 bench: postgres
-	@echo "==> go test -bench . ./runtime/internal/engine (BENCHTIME=$(BENCHTIME), BENCHCOUNT=$(BENCHCOUNT)); raw output in bin/bench.txt"
+	@echo "==> go test -bench . -benchmem ./runtime/internal/engine ./runtime/internal/sysdb (BENCHTIME=$(BENCHTIME), BENCHCOUNT=$(BENCHCOUNT)); raw output in bin/bench.txt"
 	@mkdir -p bin
-	@$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./runtime/internal/engine | tee bin/bench.txt
+	@$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./runtime/internal/engine ./runtime/internal/sysdb | tee bin/bench.txt
 	@echo
 	@$(GO) run ./internal/benchtable < bin/bench.txt
 
