@@ -168,8 +168,11 @@ func (d *driver) pauseWorker() bool {
 		p.pauses = append(p.pauses, pauseSpan{stop: a.at, cont: cont})
 		d.mu.Unlock()
 		d.event("worker %d (pid %d, %s) continued after %v", p.n, p.pid, p.exec, cont.Sub(a.at).Round(time.Millisecond))
-		if a.adopted.IsZero() {
-			return // not adopted: its lease may still be its own
+		if !a.held || a.adopted.IsZero() {
+			// Not adopted, its lease perhaps still its own; or its lease
+			// was gone before the pause (taken over after an outage) and
+			// it had reported it already.
+			return
 		}
 		// It finds its lease gone at its next renewal (a third of the
 		// lease) or at its next step, whichever comes first.
@@ -245,7 +248,10 @@ func (d *driver) awaitAdoption(a *adoption, disruptionsBefore int64) {
 		}
 		a.adopted = time.Now()
 		a.disrupted = d.disruptions() != disruptionsBefore
-		if left := d.pendingOf(a.exec); len(left) > 0 {
+		// Without a lease row before the fault the executor was fenced
+		// already: rows its queue runner claimed meanwhile wait for it to
+		// hold its lease again.
+		if left := d.pendingOf(a.exec); a.held && len(left) > 0 {
 			d.violation("executor %s (%s): its lease was dropped but %d workflows are still PENDING on it: %v", a.exec, a.kind, len(left), left)
 		}
 		d.event("executor %s (%s) adopted %v after the fault", a.exec, a.kind, a.adopted.Sub(a.at).Round(time.Millisecond))
