@@ -328,6 +328,13 @@ func (d *driver) analyze() {
 					stats.crashReruns++
 				case twin:
 					stats.twinReruns++
+				case procByPid[l.pid] != nil && procByPid[l.pid].twin:
+					// The twin's step was in flight when the driver shut it
+					// down: Shutdown stops a workflow between steps without
+					// its checkpoint, and whoever took the executor's work
+					// over (its replacement, or with a short lease an
+					// adopter) ran the step again.
+					stats.twinReruns++
 				case procByPid[l.pid] != nil && procByPid[l.pid].fenced():
 					// Its executor lost its lease (an outage outlasted it):
 					// the runtime stopped its workflows before their next
@@ -403,7 +410,7 @@ func (d *driver) analyze() {
 	line("workflows finished       %d SUCCESS, %d correct results; %d child workflows checked", stats.success, stats.correct, stats.children)
 	line("workflows PENDING        %d at the end", stats.pending)
 	line("most executions of one   %d (highest recovery_attempts)", maxAttempts)
-	line("steps                    %d recorded, %d executions in the ledger: %d re-runs after a crash, %d by twin executors, %d after a lost lease, "+
+	line("steps                    %d recorded, %d executions in the ledger: %d re-runs after a crash, %d by or after twin executors, %d after a lost lease, "+
 		"%d in flight across a pause, %d by an adopter racing a fenced worker's late checkpoint",
 		stats.stepsRecorded, stats.stepRuns, stats.crashReruns, stats.twinReruns, stats.fencedReruns, stats.pausedReruns, stats.lateReruns)
 	line("transactions             %d applied (each exactly once checked), %d attempts in the ledger", stats.txApplied, stats.txAttempts)
