@@ -82,9 +82,10 @@ func (d *driver) executorDeath() bool {
 	}
 	d.mu.Unlock()
 	// An executor fenced after an outage whose lease an adopter already
-	// dropped may hold rows its queue runner claimed while fenced: with no
-	// lease row to expire, nobody adopts them if it dies now (a known
-	// issue, in the report). Kill one that holds its lease.
+	// dropped may still own a row: a start that passed its lease check
+	// before the outage and inserted the row while it lasted. With no lease
+	// row to expire, nobody adopts it if the executor dies now, before it
+	// holds its lease again (a known limit). Kill one that holds its lease.
 	if !d.leaseHeld(p.exec) {
 		return false
 	}
