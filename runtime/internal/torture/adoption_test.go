@@ -53,9 +53,9 @@ func (d *driver) lateCheckpoint(winner *proc, began, recorded, at time.Time) boo
 }
 
 type adoptionReport struct {
-	deaths, pauses, fenced, deathPending, deathAdopted, pausePending int
-	latencies, clean                                                 []time.Duration
-	byKind                                                           map[string][]time.Duration
+	deaths, pauses, fenced, killed, deathPending, deathAdopted, pausePending int
+	latencies, clean                                                         []time.Duration
+	byKind                                                                   map[string][]time.Duration
 }
 
 // checkAdoptions checks that the workflows PENDING on an executor that died
@@ -87,6 +87,9 @@ func (d *driver) checkAdoptions(workflows map[string]wsRow, bad func(string, ...
 			if a.fenced {
 				r.fenced++
 			}
+			if a.killed {
+				r.killed++
+			}
 		}
 		if !a.held || a.adopted.IsZero() {
 			continue
@@ -106,8 +109,8 @@ func (r adoptionReport) lines(line func(string, ...any)) {
 	lease := *flagLease
 	line("executor deaths          %d SIGKILLs never restarted; %d workflows PENDING on them, all SUCCESS: %d finished by adopters, "+
 		"%d by their finish already sent at the kill", r.deaths, r.deathPending, r.deathAdopted, r.deathPending-r.deathAdopted)
-	line("pauses past the lease    %d SIGSTOPs; %d workflows PENDING on them adopted; %d continued workers fenced themselves",
-		r.pauses, r.pausePending, r.fenced)
+	line("pauses past the lease    %d SIGSTOPs; %d workflows PENDING on them adopted; %d continued workers fenced themselves, "+
+		"%d were SIGKILLed first", r.pauses, r.pausePending, r.fenced, r.killed)
 	line("adoption latency: %s (fault to the adopter owning the executor's workflows; lease %v)", latencySummary(r.latencies, lease), lease)
 	line("  deaths: %s; pauses: %s; without an outage or restart in between: %s",
 		latencySummary(r.byKind["death"], lease), latencySummary(r.byKind["pause"], lease), latencySummary(r.clean, lease))

@@ -36,8 +36,9 @@ type adoption struct {
 	// disrupted: a proxy outage or a server restart fell between the fault
 	// and the adoption, so the latency includes it.
 	disrupted bool
-	// fenced (pauses): the continued worker logged its lost lease.
-	fenced bool
+	// fenced (pauses): the continued worker logged its lost lease; killed:
+	// a SIGKILL ended it before it could.
+	fenced, killed bool
 }
 
 // Wait at most this long for an adoption; past it, something is wrong.
@@ -197,7 +198,8 @@ func (d *driver) pauseWorker() bool {
 			}
 			select {
 			case <-p.done:
-				return // killed meanwhile: nothing left to fence
+				a.killed = true // meanwhile: nothing left to fence
+				return
 			default:
 			}
 		}
