@@ -126,6 +126,14 @@ func (r *queueRunner) pollQueues(ctx context.Context, qr sysdb.Queuer) {
 // partitioned one) and starts what it claimed; it reports whether a queue
 // is due again (a dequeue came back full, so more may be waiting).
 func (r *queueRunner) round(ctx context.Context, qr sysdb.Queuer) (more bool) {
+	if r.rt.lease.refusal(r.rt.cfg.ExecutorID) != nil {
+		// Fenced: it could start nothing it claimed. Claimed rows would
+		// wait, PENDING on this executor, for it to hold its lease again,
+		// and if it died first, for nobody: an adopter may have dropped its
+		// lease row already, and only an expired row is adopted. The queues
+		// stay due for a round once the lease is back.
+		return false
+	}
 	r.mu.Lock()
 	due := r.due
 	r.due = map[string]bool{}

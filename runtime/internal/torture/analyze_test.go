@@ -11,8 +11,8 @@ import (
 )
 
 type wsRow struct {
-	id, name, status, output, errJSON, parent, executor string
-	attempts                                            int
+	id, name, status, output, errJSON, parent, executor, queue string
+	attempts                                                   int
 }
 
 type stepRow struct {
@@ -51,14 +51,14 @@ func (d *driver) analyze() {
 
 	workflows := map[string]wsRow{}
 	rows, err := d.pool.Query(ctx, `SELECT s.workflow_uuid, s.name, s.status, COALESCE(o.output, ''), COALESCE(o.error, ''),
-		COALESCE(s.parent_workflow_id, ''), s.executor_id, s.recovery_attempts
+		COALESCE(s.parent_workflow_id, ''), s.executor_id, s.recovery_attempts, COALESCE(s.queue_name, '')
 		FROM dbos.workflow_status s LEFT JOIN dbos.workflow_output o USING (workflow_uuid)`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for rows.Next() {
 		var r wsRow
-		if err := rows.Scan(&r.id, &r.name, &r.status, &r.output, &r.errJSON, &r.parent, &r.executor, &r.attempts); err != nil {
+		if err := rows.Scan(&r.id, &r.name, &r.status, &r.output, &r.errJSON, &r.parent, &r.executor, &r.attempts, &r.queue); err != nil {
 			t.Fatal(err)
 		}
 		workflows[r.id] = r
@@ -103,6 +103,10 @@ func (d *driver) analyze() {
 	if err != nil {
 		t.Fatal(err)
 	}
+	queuedBodies, err := queuedConcurrency(d.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -117,12 +121,19 @@ func (d *driver) analyze() {
 		}
 	}
 	var stats struct {
-		submitted, acked, success, correct, children, pending, stepsRecorded, txApplied, txAttempts int
-		stepRuns, crashReruns, twinReruns, fencedReruns                                             int
+		submitted, acked, durable, success, correct, children, pending, stepsRecorded, txApplied, txAttempts int
+		stepRuns, crashReruns, twinReruns, fencedReruns, pausedReruns, lateReruns                            int
+		queued, queuedSuccess, queuedMost, queuedOverAdopted                                                 int
 	}
 	for _, id := range d.ids {
 		w := d.wfs[id]
 		stats.submitted++
+		if w.queued {
+			stats.queued++
+		}
+		if w.durable {
+			stats.durable++
+		}
 		if w.acked {
 			stats.acked++
 		} else {
@@ -142,6 +153,14 @@ func (d *driver) analyze() {
 			continue
 		}
 		stats.success++
+		if w.queued {
+			stats.queuedSuccess++
+			if r.queue != queueName {
+				bad("workflow %s: enqueued on %s, but its row names queue %q", id, queueName, r.queue)
+			}
+		} else if r.queue != "" {
+			bad("workflow %s: started directly, but its row names queue %q", id, r.queue)
+		}
 		var rc receipt
 		if err := json.Unmarshal([]byte(r.output), &rc); err != nil {
 			bad("workflow %s: output %q does not decode: %v", id, r.output, err)
@@ -294,6 +313,14 @@ func (d *driver) analyze() {
 				}
 				twin := twinPair(l.pid, w.pid)
 				switch {
+				case d.pausedInFlight(procByPid[l.pid], l.at):
+					// Begun before its worker's SIGSTOP, run after SIGCONT:
+					// the step in flight, which fencing lets finish. Its
+					// checkpoint lost to the adopter's (one was recorded).
+					stats.pausedReruns++
+				case !twin && l.at.After(w.created.Add(time.Millisecond)) && procByPid[l.pid] != procByPid[w.pid] &&
+					d.lateCheckpoint(procByPid[w.pid], byExec[w.exec].at, w.created, l.at):
+					stats.lateReruns++
 				case !twin && l.at.After(w.created.Add(time.Millisecond)):
 					bad("step %s of %s ran again at %s (pid %d) after its checkpoint committed at %s (pid %d)",
 						key, id, l.at.Format("15:04:05.000"), l.pid, w.created.Format("15:04:05.000"), w.pid)
@@ -301,12 +328,21 @@ func (d *driver) analyze() {
 					stats.crashReruns++
 				case twin:
 					stats.twinReruns++
+				case procByPid[l.pid] != nil && procByPid[l.pid].twin:
+					// The twin's step was in flight when the driver shut it
+					// down: Shutdown stops a workflow between steps without
+					// its checkpoint, and whoever took the executor's work
+					// over (its replacement, or with a short lease an
+					// adopter) ran the step again.
+					stats.twinReruns++
 				case procByPid[l.pid] != nil && procByPid[l.pid].fenced():
 					// Its executor lost its lease (an outage outlasted it):
 					// the runtime stopped its workflows before their next
 					// checkpoint, as a crash would, and resumed them once it
 					// held the lease again.
 					stats.fencedReruns++
+				case procByPid[l.pid] != procByPid[w.pid] && d.lateCheckpoint(procByPid[w.pid], byExec[w.exec].at, w.created, l.at):
+					stats.lateReruns++
 				default:
 					bad("step %s of %s ran twice (pids %d and %d) with no crash to explain it", key, id, l.pid, w.pid)
 				}
@@ -341,6 +377,16 @@ func (d *driver) analyze() {
 		}
 	}
 
+	adoptions := d.checkAdoptions(workflows, bad)
+	for _, q := range queuedBodies {
+		stats.queuedMost = max(stats.queuedMost, q.most)
+		stats.queuedOverAdopted += q.overAdopted
+		for _, running := range q.overOther {
+			bad("%s: more queued workflows ran at once in one worker process than its worker concurrency %d, and no adoption explains it: %s",
+				q.ledger, queueConcurrency, running)
+		}
+	}
+
 	maxAttempts := 0
 	for _, r := range workflows {
 		maxAttempts = max(maxAttempts, r.attempts)
@@ -352,15 +398,25 @@ func (d *driver) analyze() {
 	line("==================== torture report ====================")
 	line("duration (faults)        %v, total %v", *flagDuration, time.Since(d.began).Round(time.Second))
 	line("worker processes         %d (executor IDs: %d; race detector in workers: %v)", len(d.procs), d.slots, raceEnabled)
-	line("workflows submitted      %d (acknowledged %d; re-sent after a kill %d)", stats.submitted, stats.acked, d.resends)
+	line("workflows submitted      %d (acknowledged %d, of which %d found in the database after their worker died unacknowledged; re-sent after a kill %d)",
+		stats.submitted, stats.acked, stats.durable, d.resends)
+	line("queued workflows         %d enqueued on %s (worker concurrency %d), %d SUCCESS; at most %d queued bodies ran at once in one process",
+		stats.queued, queueName, queueConcurrency, stats.queuedSuccess, stats.queuedMost)
+	if stats.queuedOverAdopted > 0 {
+		line("note: %d times a worker ran more queued workflows than the worker concurrency, all made up by workflows it recovered: "+
+			"the runtime resumes an adopted executor's dequeued workflows at once, beside its own (known issue, not counted as a violation)",
+			stats.queuedOverAdopted)
+	}
 	line("workflows finished       %d SUCCESS, %d correct results; %d child workflows checked", stats.success, stats.correct, stats.children)
 	line("workflows PENDING        %d at the end", stats.pending)
 	line("most executions of one   %d (highest recovery_attempts)", maxAttempts)
-	line("steps                    %d recorded, %d executions in the ledger: %d re-runs after a crash, %d by twin executors, %d after a lost lease",
-		stats.stepsRecorded, stats.stepRuns, stats.crashReruns, stats.twinReruns, stats.fencedReruns)
+	line("steps                    %d recorded, %d executions in the ledger: %d re-runs after a crash, %d by or after twin executors, %d after a lost lease, "+
+		"%d in flight across a pause, %d by an adopter racing a fenced worker's late checkpoint",
+		stats.stepsRecorded, stats.stepRuns, stats.crashReruns, stats.twinReruns, stats.fencedReruns, stats.pausedReruns, stats.lateReruns)
 	line("transactions             %d applied (each exactly once checked), %d attempts in the ledger", stats.txApplied, stats.txAttempts)
 	line("goroutine reports        %d graceful shutdowns, %d with leaks", gReports, gLeaks)
 	line("launch failures          %d (database away at Launch: clear error, worker relaunched)", d.launchFail)
+	adoptions.lines(line)
 	line("faults injected:")
 	kinds := make([]string, 0, len(d.faults))
 	for k := range d.faults {

@@ -1,11 +1,14 @@
 // Package torture is dbosgen's fault-injection and load suite: TestTorture
 // runs generated workflows (./worker) in several processes against one
-// PostgreSQL database, injects faults for a bounded time — SIGKILL of
-// workers, PostgreSQL restarts, terminated backends, connections cut and
-// acknowledgements lost on the wire, two workers with one executor ID, a
-// worker launched while another recovers — and then proves from the
-// database and from a ledger of side effects kept outside it that nothing
-// was lost and nothing that must run once ran twice.
+// PostgreSQL database, started directly and through a queue, injects faults
+// for a bounded time — SIGKILL of workers, workers killed for good (their
+// executors' work adopted by the others), workers paused past their
+// executor lease and continued (fenced), PostgreSQL restarts, terminated
+// backends, connections cut and acknowledgements lost on the wire, two
+// workers with one executor ID, a worker launched while another recovers —
+// and then proves from the database and from a ledger of side effects kept
+// outside it that nothing was lost, nothing that must run once ran twice,
+// and no worker ran more queued workflows at once than the queue allows.
 package torture
 
 import (

@@ -30,7 +30,9 @@ var (
 	flagRestarts = flag.Int("torture.pgrestarts", -1,
 		"PostgreSQL server restarts to inject; -1: none for runs shorter than 3m (the server is shared with tests running "+
 			"concurrently; the proxy's outage plays the restart instead), else one per 2m30s")
-	flagKeep = flag.Bool("torture.keep", false, "keep the working directory (worker logs, ledgers)")
+	flagKeep  = flag.Bool("torture.keep", false, "keep the working directory (worker logs, ledgers)")
+	flagLease = flag.Duration("torture.lease", 2*time.Second,
+		"the workers' executor lease: short, so that the work of a dead or paused worker is adopted while the load runs")
 )
 
 // raceEnabled is set by race_test.go; workers are then built with -race too.
@@ -44,6 +46,8 @@ const (
 	childName   = workerPkg + ".child"
 	appName     = "torture-worker" // application_name of every worker connection
 	inFlightPer = 8                // unfinished workflows per worker the driver keeps submitted
+	queueName   = "torture"        // worker.workQueue
+	queuedShare = 3                // one workflow in queuedShare goes through the queue
 )
 
 // job mirrors worker.Job; f and childJob mirror the worker's arithmetic, so
@@ -80,8 +84,10 @@ func (j job) sum() int {
 type wf struct {
 	id        string
 	job       job
+	queued    bool // enqueued on queueName rather than started
 	slot      int
 	acked     bool
+	durable   bool // not acknowledged, but its row was found: its worker died after the start took
 	sentAt    time.Time
 	sends     int
 	lastNack  string
@@ -114,6 +120,8 @@ type proc struct {
 	gAfter   int
 	gReport  bool
 	quitSent bool
+	paused   bool        // SIGSTOPped now
+	pauses   []pauseSpan // every SIGSTOP and its SIGCONT
 }
 
 func (p *proc) send(line string) bool {
@@ -151,6 +159,9 @@ type driver struct {
 	procs      []*proc
 	current    map[int]*proc
 	slots      int
+	retired    map[int]bool // slots whose worker died for good (never restarted)
+	adoptions  []*adoption
+	faultWork  sync.WaitGroup // faults still under way (a pause, an adoption being watched)
 	wfs        map[string]*wf
 	ids        []string
 	quitting   bool
@@ -193,7 +204,7 @@ func TestTorture(t *testing.T) {
 	if testing.Short() {
 		t.Skip("torture test skipped with -short")
 	}
-	d := &driver{t: t, current: map[int]*proc{}, wfs: map[string]*wf{}, faults: map[string]int{}}
+	d := &driver{t: t, current: map[int]*proc{}, retired: map[int]bool{}, wfs: map[string]*wf{}, faults: map[string]int{}}
 	var err error
 	d.dir, err = os.MkdirTemp("", "dbosgen-torture-")
 	if err != nil {
@@ -297,7 +308,7 @@ func (d *driver) spawn(slot int, executor string, twin bool) *proc {
 	if err != nil {
 		d.t.Fatal(err)
 	}
-	p.cmd = exec.Command(d.bin, "-db", d.workerURL, "-executor", executor,
+	p.cmd = exec.Command(d.bin, "-db", d.workerURL, "-executor", executor, "-lease", flagLease.String(),
 		"-ledger", filepath.Join(d.dir, fmt.Sprintf("ledger-%03d.log", n)))
 	p.cmd.Stderr = logf
 	stdout, err := p.cmd.StdoutPipe()
@@ -392,10 +403,13 @@ func (d *driver) supervise(slot int) {
 		d.mu.Unlock()
 		<-p.done
 		d.mu.Lock()
-		quitting, killed := d.quitting, p.killed
+		quitting, killed, retired := d.quitting, p.killed, d.retired[slot]
 		d.mu.Unlock()
 		if quitting && (p.quitSent || exitCode(p.exitErr) == 3) {
 			return
+		}
+		if retired {
+			return // its executor died for good: its work is adopted
 		}
 		if !killed {
 			if code := exitCode(p.exitErr); code == 3 {
@@ -448,7 +462,7 @@ func (d *driver) waitAllReady(timeout time.Duration) {
 		d.mu.Lock()
 		n := 0
 		for s := 0; s < d.slots; s++ {
-			if p := d.current[s]; p != nil && p.isReady() {
+			if p := d.current[s]; d.retired[s] || p != nil && p.isReady() {
 				n++
 			}
 		}
@@ -466,7 +480,7 @@ func (d *driver) waitAllReady(timeout time.Duration) {
 func (d *driver) kill(slot int) *proc {
 	d.mu.Lock()
 	p := d.current[slot]
-	if p == nil || !p.isReady() || p.killed {
+	if p == nil || !p.isReady() || p.killed || p.paused {
 		d.mu.Unlock()
 		return nil
 	}
@@ -482,7 +496,7 @@ func (d *driver) readySlots() []int {
 	defer d.mu.Unlock()
 	var s []int
 	for slot := 0; slot < d.slots; slot++ {
-		if p := d.current[slot]; p != nil && p.isReady() && !p.killed {
+		if p := d.current[slot]; p != nil && p.isReady() && !p.killed && !p.paused && !d.retired[slot] {
 			s = append(s, slot)
 		}
 	}
@@ -506,7 +520,8 @@ func (d *driver) submitLoop(stop <-chan struct{}) {
 		if time.Since(lastCount) > 500*time.Millisecond {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			var n int
-			err := d.pool.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status WHERE status = 'PENDING' AND name = $1`, orderName).Scan(&n)
+			err := d.pool.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status WHERE status IN ('PENDING', 'ENQUEUED') AND name = $1`,
+				orderName).Scan(&n)
 			cancel()
 			if err == nil {
 				pending, lastCount = n, time.Now()
@@ -519,7 +534,7 @@ func (d *driver) submitLoop(stop <-chan struct{}) {
 				unacked++
 			}
 		}
-		limit := inFlightPer * d.slots
+		limit := inFlightPer * (d.slots - len(d.retired))
 		d.mu.Unlock()
 		if pending+unacked >= limit {
 			continue
@@ -530,7 +545,8 @@ func (d *driver) submitLoop(stop <-chan struct{}) {
 		}
 		seq++
 		j := job{Steps: 2 + rand.N(5), Async: rand.N(4), Txs: 1 + rand.N(3), Child: rand.N(2) == 0, Seed: rand.N(10000)}
-		w := &wf{id: fmt.Sprintf("wf-%05d", seq), job: j, slot: slots[rand.N(len(slots))], submitted: time.Now()}
+		w := &wf{id: fmt.Sprintf("wf-%05d", seq), job: j, queued: rand.N(queuedShare) == 0, slot: slots[rand.N(len(slots))],
+			submitted: time.Now()}
 		d.mu.Lock()
 		d.wfs[w.id] = w
 		d.ids = append(d.ids, w.id)
@@ -553,7 +569,7 @@ func (d *driver) currentProcs() []*proc {
 	defer d.mu.Unlock()
 	var ps []*proc
 	for s := 0; s < d.slots; s++ {
-		if p := d.current[s]; p != nil && p.isReady() {
+		if p := d.current[s]; p != nil && p.isReady() && !d.retired[s] {
 			ps = append(ps, p)
 		}
 	}
@@ -573,23 +589,59 @@ func (d *driver) sendStart(p *proc, w *wf) {
 		d.resends++
 	}
 	d.mu.Unlock()
-	p.send(fmt.Sprintf("start %s %d %d %d %d %d", w.id, j.Steps, j.Async, j.Txs, child, j.Seed))
+	cmd := "start"
+	if w.queued {
+		cmd = "enqueue"
+	}
+	p.send(fmt.Sprintf("%s %s %d %d %d %d %d", cmd, w.id, j.Steps, j.Async, j.Txs, child, j.Seed))
 }
 
 // resubmit sends the unacknowledged workflows of p's slot, last sent more
-// than olderThan ago, to p. Starting a workflow with its ID is idempotent: a
-// recovered or finished one is attached to, not run again.
+// than olderThan ago, to p, unless their row exists: the start took before
+// its worker died, and recovery or an adopter finishes it. Starting a
+// PENDING workflow by its ID makes the caller's executor its owner, so a
+// start sent again after an adoption would run it in two live processes;
+// only a workflow the database never saw is started again.
 func (d *driver) resubmit(p *proc, olderThan time.Duration) {
 	d.mu.Lock()
 	var todo []*wf
+	var ids []string
 	for _, id := range d.ids {
 		w := d.wfs[id]
 		if w.slot == p.slot && !w.acked && time.Since(w.sentAt) > olderThan {
 			todo = append(todo, w)
+			ids = append(ids, w.id)
 		}
 	}
 	d.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rows, err := d.pool.Query(ctx, `SELECT workflow_uuid FROM dbos.workflow_status WHERE workflow_uuid = ANY($1)`, ids)
+	if err != nil {
+		return // the next round looks again
+	}
+	found := map[string]bool{}
+	for rows.Next() {
+		var id string
+		if rows.Scan(&id) == nil {
+			found[id] = true
+		}
+	}
+	if rows.Err() != nil {
+		return
+	}
 	for _, w := range todo {
+		if found[w.id] {
+			d.mu.Lock()
+			if !w.acked {
+				w.acked, w.durable = true, true
+			}
+			d.mu.Unlock()
+			continue
+		}
 		d.sendStart(p, w)
 	}
 }
@@ -650,6 +702,14 @@ func (d *driver) faultLoop(dur time.Duration) {
 		twinAt = append(twinAt, at(0.65))
 	}
 	newSlotAt := []time.Time{at(0.45)}
+	// Executor deaths and pauses past the lease: one each per ~40s, at least
+	// one, apart from each other and from the outages.
+	var deathAt, pauseAt []time.Time
+	nAdopt := max(1, int(dur/(40*time.Second)))
+	for i := 0; i < nAdopt; i++ {
+		deathAt = append(deathAt, at((float64(i)+0.2)/float64(nAdopt)))
+		pauseAt = append(pauseAt, at((float64(i)+0.8)/float64(nAdopt)))
+	}
 	relaunchOutages := every(8*time.Second, 16*time.Second)
 
 	kills := every(1500*time.Millisecond, 4*time.Second)
@@ -680,6 +740,14 @@ func (d *driver) faultLoop(dur time.Duration) {
 			d.twin()
 		case pop(&newSlotAt, now):
 			d.newSlotDuringRecovery()
+		case pop(&deathAt, now):
+			if !d.executorDeath() {
+				deathAt = append([]time.Time{now.Add(200 * time.Millisecond)}, deathAt...) // too few workers up: soon again
+			}
+		case pop(&pauseAt, now):
+			if !d.pauseWorker() {
+				pauseAt = append([]time.Time{now.Add(200 * time.Millisecond)}, pauseAt...)
+			}
 		case relaunchOutages.due(now):
 			d.outageDuringRelaunch()
 		case kills.due(now):
@@ -697,7 +765,8 @@ func (d *driver) faultLoop(dur time.Duration) {
 			d.proxy.ArmAckLoss(rand.N(2), false)
 		}
 	}
-	// Give the rest of the in-flight work a quiet spell before draining.
+	// Every paused worker continued, every adoption watched to its end.
+	d.faultWork.Wait()
 }
 
 func (d *driver) terminateBackends(n int) {
@@ -843,86 +912,6 @@ func (d *driver) newSlotDuringRecovery() {
 	n := d.addSlot()
 	d.fault("worker launched while another recovers", 1)
 	d.event("worker %s launched while %s recovers", execID(n), execID(slot))
-}
-
-// --- drain and shutdown ----------------------------------------------------
-
-func (d *driver) drain() {
-	// Every slot up, every start acknowledged, every workflow finished.
-	d.waitAllReady(2 * time.Minute)
-	deadline := time.Now().Add(3 * time.Minute)
-	for {
-		for _, p := range d.currentProcs() {
-			d.resubmit(p, 2*time.Second)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		var pending int
-		err := d.pool.QueryRow(ctx, `SELECT count(*) FROM dbos.workflow_status WHERE status = 'PENDING'`).Scan(&pending)
-		cancel()
-		d.mu.Lock()
-		unacked := 0
-		for _, id := range d.ids {
-			if !d.wfs[id].acked {
-				unacked++
-			}
-		}
-		d.mu.Unlock()
-		if err == nil && pending == 0 && unacked == 0 {
-			d.event("drained: nothing PENDING, every start acknowledged")
-			return
-		}
-		if time.Now().After(deadline) {
-			d.event("drain timed out: %d PENDING, %d unacknowledged (err %v)", pending, unacked, err)
-			return
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-func (d *driver) quitAll() {
-	d.mu.Lock()
-	d.quitting = true
-	var live []*proc
-	for _, p := range d.procs {
-		select {
-		case <-p.done:
-		default:
-			p.quitSent = true
-			live = append(live, p)
-		}
-	}
-	d.mu.Unlock()
-	for _, p := range live {
-		p.send("quit")
-	}
-	for _, p := range live {
-		select {
-		case <-p.done:
-		case <-time.After(60 * time.Second):
-			d.violation("worker %d (pid %d) did not shut down within 60s of quit\n%s", p.n, p.pid, tail(p.logPath, 30))
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
-			<-p.done
-		}
-		if c := exitCode(p.exitErr); c != 0 {
-			d.violation("worker %d (pid %d) exited with %v after quit\n%s", p.n, p.pid, p.exitErr, tail(p.logPath, 30))
-		}
-	}
-	d.supervised.Wait()
-}
-
-func (d *driver) checkConnections() {
-	var n int
-	for i := 0; i < 100; i++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := d.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = $2`,
-			d.dbName, appName).Scan(&n)
-		cancel()
-		if err == nil && n == 0 {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	d.violation("%d worker connections to the database remain after every worker shut down gracefully", n)
 }
 
 // --- analysis --------------------------------------------------------------

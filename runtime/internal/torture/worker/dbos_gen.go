@@ -123,7 +123,7 @@ func enqueueChildWorkflow(ctx context.Context, queue *dbos.Queue, job Job) (*dbo
 // dbosgenAppVersion is the hash of this package's annotated functions, part of
 // the default application version: recovery resumes only workflows started by
 // the same code.
-const dbosgenAppVersion = "2e19a50f54bdb5434c01ab0831bf8d0dce159ec3018c8433e7f58cdcf66e32d1"
+const dbosgenAppVersion = "85e3c3b90552abaf4f5e22328f348a65939b55435c28451daae66b1a4c55c19e"
 
 // init registers every workflow by name, so that recovery can decode its
 // stored inputs and resume it, and this package's version hash.

@@ -7,9 +7,12 @@
 // The driver talks to it over stdin/stdout, one command per line:
 //
 //	start <id> <steps> <async> <txs> <child:0|1> <seed>   ->  ack <id> | nack <id> <error>
+//	enqueue <id> <steps> <async> <txs> <child:0|1> <seed> ->  ack <id> | nack <id> <error>
 //	quit                                                  ->  goroutines <before> <after>, bye
 //
-// On startup it prints "ready <pid>" once dbos.Launch has returned.
+// enqueue puts the order on the queue "torture", which every worker serves;
+// whichever dequeues it runs it. On startup it prints "ready <pid>" once
+// dbos.Launch has returned.
 package main
 
 //go:generate go run github.com/dbosgen/dbosgen/cmd/dbosgen
@@ -45,7 +48,17 @@ type Job struct {
 	Txs   int  `json:"txs"`
 	Child bool `json:"child"`
 	Seed  int  `json:"seed"`
+	// Queued marks an order that came through the queue: its body's
+	// executions are bracketed in the ledger, so the driver can count how
+	// many ran at once in one process against the worker concurrency.
+	Queued bool `json:"queued,omitempty"`
 }
+
+// QueueConcurrency is the worker concurrency of the queue "torture": low,
+// so that queued orders do wait for a slot under the driver's load.
+const QueueConcurrency = 2
+
+var workQueue = dbos.NewQueue("torture", dbos.QueueOptions{WorkerConcurrency: QueueConcurrency})
 
 // Receipt is a workflow's result.
 type Receipt struct {
@@ -160,6 +173,13 @@ func body(ctx context.Context, job Job) (Receipt, error) {
 
 //dbos:workflow
 func order(ctx context.Context, job Job) (Receipt, error) {
+	if job.Queued {
+		// Bracketing the whole execution, fenced and failed ones included:
+		// a queue slot is held until the body returns.
+		wf, _ := dbos.WorkflowID(ctx)
+		note("QB", wf, "body")
+		defer note("QE", wf, "body")
+	}
 	r, err := body(ctx, job)
 	if err != nil || !job.Child {
 		return r, err
@@ -193,6 +213,7 @@ func main() {
 	url := flag.String("db", "", "system database URL")
 	executor := flag.String("executor", "", "executor ID")
 	ledger := flag.String("ledger", "", "ledger file")
+	lease := flag.Duration("lease", 0, "executor lease (0: the runtime's default)")
 	flag.Parse()
 	out.w = bufio.NewWriter(os.Stdout)
 
@@ -218,7 +239,7 @@ func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	ctx := context.Background()
 	rt, err := dbos.Launch(ctx, dbos.Config{AppName: "torture", SystemDatabaseURL: *url, ExecutorID: *executor,
-		ApplicationVersion: "torture-v1", Logger: log})
+		ApplicationVersion: "torture-v1", ExecutorLease: *lease, Logger: log})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "launch:", err)
 		os.Exit(3)
@@ -232,6 +253,13 @@ func main() {
 
 	var starts sync.WaitGroup
 	wctx := dbos.WithRuntime(ctx, rt)
+	// The driver may send a start again while the first is still retrying
+	// (see below). Only one goroutine per workflow ID: a second one, refused
+	// while the lease lapsed, would start the ID once the lease is back,
+	// after an adopter took the workflow over, and starting a PENDING
+	// workflow by its ID makes the caller its owner: two processes would
+	// run it.
+	var inFlight sync.Map
 loop:
 	for {
 		var line string
@@ -248,22 +276,36 @@ loop:
 		switch {
 		case len(f) == 1 && f[0] == "quit":
 			break loop
-		case len(f) == 7 && f[0] == "start":
+		case len(f) == 7 && (f[0] == "start" || f[0] == "enqueue"):
 			var n [5]int
 			for i := range n {
 				n[i], _ = strconv.Atoi(f[2+i])
 			}
-			id, job := f[1], Job{Steps: n[0], Async: n[1], Txs: n[2], Child: n[3] == 1, Seed: n[4]}
+			id, job := f[1], Job{Steps: n[0], Async: n[1], Txs: n[2], Child: n[3] == 1, Seed: n[4], Queued: f[0] == "enqueue"}
+			run := func() error {
+				_, err := startOrderWorkflow(dbos.WithWorkflowID(wctx, id), job)
+				return err
+			}
+			if job.Queued {
+				run = func() error {
+					_, err := enqueueOrderWorkflow(dbos.WithWorkflowID(wctx, id), workQueue, job)
+					return err
+				}
+			}
+			if _, dup := inFlight.LoadOrStore(id, true); dup {
+				continue // the first one acknowledges
+			}
 			starts.Add(1)
 			go func() {
 				defer starts.Done()
-				_, err := startOrderWorkflow(dbos.WithWorkflowID(wctx, id), job)
+				defer inFlight.Delete(id)
+				err := run()
 				// A runtime whose lease lapsed (an outage outlasted it)
 				// refuses new work until it holds its lease again: an
 				// application retries, as it does after an outage.
 				for errors.Is(err, dbos.ErrLeaseLost) && wctx.Err() == nil {
 					time.Sleep(200 * time.Millisecond)
-					_, err = startOrderWorkflow(dbos.WithWorkflowID(wctx, id), job)
+					err = run()
 				}
 				if err != nil {
 					say("nack %s %s", id, strings.ReplaceAll(err.Error(), "\n", " "))
