@@ -14,19 +14,31 @@ import (
 )
 
 const (
-	genApp   = "peers"
-	genQueue = "peers-dbosgen"
-	genStep  = "github.com/dbosgen/dbosgen/bench/peers/genwf.answer"
+	genApp  = "peers"
+	genStep = "github.com/dbosgen/dbosgen/bench/peers/genwf.answer"
 )
 
-func dbosgenCases() []peerCase {
-	return []peerCase{{
-		System: "dbosgen", Key: "dbosgen", Settings: "defaults, WorkerConcurrency 16",
-		CountDone:        `SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS' AND queue_name = '` + genQueue + `'`,
-		CountCheckpoints: `SELECT count(*) FROM dbos.operation_outputs WHERE function_name = '` + genStep + `'`,
-		StartDrain:       genDrain,
-		StartLatency:     genLatency,
-	}}
+// dbosgenCases: dbosgen has no polling to tune; it runs at its defaults,
+// on a queue with WorkerConcurrency o.Workers (16 workers, as River and DBOS
+// get) and on a queue with the default options (no limits).
+func dbosgenCases(o *options) []peerCase {
+	mk := func(settings, queue string, workers int) peerCase {
+		return peerCase{
+			System: "dbosgen", Key: "dbosgen", Settings: settings,
+			CountDone:        `SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS' AND queue_name = '` + queue + `'`,
+			CountCheckpoints: `SELECT count(*) FROM dbos.operation_outputs WHERE function_name = '` + genStep + `'`,
+			StartDrain: func(ctx context.Context, dbURL string, o *options, log logf) (func() error, error) {
+				return genDrain(ctx, dbURL, o, genwf.Queue(queue, workers))
+			},
+			StartLatency: func(ctx context.Context, dbURL string, o *options, log logf) (func(context.Context, int) error, func() error, error) {
+				return genLatency(ctx, dbURL, o, genwf.Queue(queue, workers))
+			},
+		}
+	}
+	return []peerCase{
+		mk(fmt.Sprintf("defaults, WorkerConcurrency %d", o.Workers), fmt.Sprintf("peers-dbosgen-%d", o.Workers), o.Workers),
+		mk("defaults, queue without limits", "peers-dbosgen", 0),
+	}
 }
 
 // genLaunch launches a dbosgen runtime on dbURL with its default settings
@@ -55,8 +67,7 @@ func genShutdown(rt *dbos.Runtime) func() error {
 	}
 }
 
-func genDrain(ctx context.Context, dbURL string, o *options, log logf) (func() error, error) {
-	q := genwf.Queue(genQueue, o.Workers)
+func genDrain(ctx context.Context, dbURL string, o *options, q *dbos.Queue) (func() error, error) {
 	// The producer serves only the idle queue: it runs none of the jobs it
 	// preloads.
 	prt, err := genLaunch(ctx, dbURL, "peers-producer", o, []string{genwf.IdleQueue.Name()}, 8)
@@ -96,8 +107,7 @@ func genDrain(ctx context.Context, dbURL string, o *options, log logf) (func() e
 
 // genLatency: op enqueues the job on the runtime that serves the queue and
 // waits on the handle's Result.
-func genLatency(ctx context.Context, dbURL string, o *options, log logf) (func(context.Context, int) error, func() error, error) {
-	q := genwf.Queue(genQueue, o.Workers)
+func genLatency(ctx context.Context, dbURL string, o *options, q *dbos.Queue) (func(context.Context, int) error, func() error, error) {
 	rt, err := genLaunch(ctx, dbURL, "peers-latency", o, nil, 0)
 	if err != nil {
 		return nil, nil, err

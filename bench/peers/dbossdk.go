@@ -25,8 +25,8 @@ func sdkJob(ctx sdk.Context, n int) (int, error) {
 	return sdk.RunAsStep(ctx, func(context.Context) (int, error) { return n + 1, nil }, sdk.WithStepName(sdkStep))
 }
 
-func dbosCases(fastPoll time.Duration) []peerCase {
-	mk := func(settings string, poll time.Duration) peerCase {
+func dbosCases(o *options) []peerCase {
+	mk := func(settings string, poll, wait time.Duration) peerCase {
 		return peerCase{
 			System: "DBOS SDK", Key: "dbos", Settings: settings,
 			CountDone:        `SELECT count(*) FROM dbos.workflow_status WHERE status = 'SUCCESS' AND queue_name = '` + sdkQueue + `'`,
@@ -35,13 +35,14 @@ func dbosCases(fastPoll time.Duration) []peerCase {
 				return sdkDrain(ctx, dbURL, o, poll)
 			},
 			StartLatency: func(ctx context.Context, dbURL string, o *options, log logf) (func(context.Context, int) error, func() error, error) {
-				return sdkLatency(ctx, dbURL, o, poll)
+				return sdkLatency(ctx, dbURL, o, poll, wait)
 			},
 		}
 	}
 	return []peerCase{
-		mk("defaults (queue and handle polling 1s), WorkerConcurrency 16", 0),
-		mk(fmt.Sprintf("fastest (queue and handle polling %s), WorkerConcurrency 16", fastPoll), fastPoll),
+		mk(fmt.Sprintf("defaults (queue polling 1s, GetResult polling 1s), WorkerConcurrency %d", o.Workers), 0, 0),
+		mk(fmt.Sprintf("fastest (queue polling %s, GetResult polling %s), WorkerConcurrency %d", o.DBOSFastPoll, o.DBOSFastWait, o.Workers),
+			o.DBOSFastPoll, o.DBOSFastWait),
 	}
 }
 
@@ -122,8 +123,8 @@ func sdkDrain(ctx context.Context, dbURL string, o *options, poll time.Duration)
 
 // sdkLatency: op enqueues the job from the launched context that serves the
 // queue and waits on the handle's GetResult, which polls the workflow's row
-// every poll (DBOS's default, 1s, when poll is 0).
-func sdkLatency(ctx context.Context, dbURL string, o *options, poll time.Duration) (func(context.Context, int) error, func() error, error) {
+// every wait (DBOS's default, 1s, when wait is 0).
+func sdkLatency(ctx context.Context, dbURL string, o *options, poll, wait time.Duration) (func(context.Context, int) error, func() error, error) {
 	dctx, q, err := sdkContext(ctx, dbURL, "peers-latency", o, poll)
 	if err != nil {
 		return nil, nil, err
@@ -136,7 +137,7 @@ func sdkLatency(ctx context.Context, dbURL string, o *options, poll time.Duratio
 		if err != nil {
 			return err
 		}
-		opts := []sdk.GetResultOption{sdk.WithHandlePollingInterval(poll)} // 0: the default
+		opts := []sdk.GetResultOption{sdk.WithHandlePollingInterval(wait)} // 0: the default
 		if dl, ok := ctx.Deadline(); ok {
 			opts = append(opts, sdk.WithHandleTimeout(time.Until(dl)))
 		}

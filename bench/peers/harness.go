@@ -28,7 +28,8 @@ type options struct {
 	DrainLimit   time.Duration // a drain stops being waited for after this
 	LatencyLimit time.Duration // producers start no round after this
 	Only         []string      // systems to run (lower case); empty: all
-	DBOSFastPoll time.Duration // the DBOS SDK's fastest setting: queue and handle polling interval
+	DBOSFastPoll time.Duration // the DBOS SDK's fastest setting: queue polling interval
+	DBOSFastWait time.Duration // and the handle's GetResult polling interval
 	Progress     io.Writer     // progress lines; nil: none
 }
 
@@ -99,10 +100,11 @@ func run(ctx context.Context, o *options) ([]result, error) {
 	start := time.Now()
 	var results []result
 	for _, c := range cases(o) {
-		if len(o.Only) > 0 && !slices.Contains(o.Only, c.Key) {
+		setting := strings.TrimRight(strings.Fields(c.Settings)[0], ",")
+		if len(o.Only) > 0 && !slices.Contains(o.Only, c.Key) && !slices.Contains(o.Only, c.Key+"/"+setting) {
 			continue
 		}
-		name := c.System + " " + strings.TrimRight(strings.Fields(c.Settings)[0], ",")
+		name := c.System + " " + setting
 		log := func(format string, args ...any) {
 			if o.Progress != nil {
 				fmt.Fprintf(o.Progress, "[%6.1fs] %s: %s\n", time.Since(start).Seconds(), name, fmt.Sprintf(format, args...))
@@ -118,7 +120,7 @@ func run(ctx context.Context, o *options) ([]result, error) {
 		}
 	}
 	if len(results) == 0 {
-		return nil, fmt.Errorf("-only %s matches no system (river, dbos, dbosgen)", strings.Join(o.Only, ","))
+		return nil, fmt.Errorf("-only %s matches no system (river, dbos, dbosgen, or one of them /defaults or /fastest)", strings.Join(o.Only, ","))
 	}
 	return results, nil
 }

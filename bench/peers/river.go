@@ -33,7 +33,7 @@ type riverWorker struct {
 
 func (*riverWorker) Work(ctx context.Context, job *river.Job[riverArgs]) error { return nil }
 
-func riverCases() []peerCase {
+func riverCases(o *options) []peerCase {
 	mk := func(settings string, cooldown, poll time.Duration) peerCase {
 		return peerCase{
 			System: "River", Key: "river", Settings: settings,
@@ -47,8 +47,9 @@ func riverCases() []peerCase {
 		}
 	}
 	return []peerCase{
-		mk("defaults (FetchCooldown 100ms, FetchPollInterval 1s)", 0, 0),
-		mk("fastest (FetchCooldown 1ms, FetchPollInterval 1ms)", river.FetchCooldownMin, river.FetchPollIntervalMin),
+		mk(fmt.Sprintf("defaults (FetchCooldown 100ms, FetchPollInterval 1s), MaxWorkers %d", o.Workers), 0, 0),
+		mk(fmt.Sprintf("fastest (FetchCooldown 1ms, FetchPollInterval 1ms), MaxWorkers %d", o.Workers),
+			river.FetchCooldownMin, river.FetchPollIntervalMin),
 	}
 }
 

@@ -38,9 +38,9 @@ var (
 )
 
 // Queue returns the benchmark queue named name, declaring it with
-// WorkerConcurrency workers the first time (dbos.NewQueue panics on a name
-// declared twice; the harness asks once per worker count). Every other
-// option is dbosgen's default.
+// WorkerConcurrency workers (0: no limit) the first time: dbos.NewQueue
+// panics on a name declared twice, and the harness may run several times in
+// one process. Every other option is dbosgen's default.
 func Queue(name string, workers int) *dbos.Queue {
 	queuesMu.Lock()
 	defer queuesMu.Unlock()
