@@ -46,39 +46,68 @@ func dbosCases(o *options) []peerCase {
 	}
 }
 
-// sdkContext makes a DBOS context (which migrates the system database) with
-// the job registered and the queue registered with o.Workers worker
+// sdkExecutor is a DBOS context with the job and the queue registered.
+type sdkExecutor struct {
+	ctx      sdk.Context
+	queue    sdk.Queue
+	stopping atomic.Bool // set at shutdown: DBOS logs its own cancellation as errors then
+}
+
+// newSDKExecutor makes a DBOS context (which migrates the system database)
+// with the job registered and the queue registered with o.Workers worker
 // concurrency and, unless poll is 0 (DBOS's default, 1s), poll as its
 // polling interval. It is not launched.
-func sdkContext(ctx context.Context, dbURL, executor string, o *options, poll time.Duration) (sdk.Context, sdk.Queue, error) {
+func newSDKExecutor(ctx context.Context, dbURL, executor string, o *options, poll time.Duration) (*sdkExecutor, error) {
+	e := &sdkExecutor{}
 	dctx, err := sdk.NewContext(ctx, sdk.Config{
 		AppName:     sdkApp,
 		DatabaseURL: dbURL,
 		ExecutorID:  executor,
-		Logger:      slog.New(slog.NewTextHandler(o.logOutput(), &slog.HandlerOptions{Level: slog.LevelError})),
+		Logger:      slog.New(untilStopping{slog.NewTextHandler(o.logOutput(), &slog.HandlerOptions{Level: slog.LevelError}), &e.stopping}),
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("DBOS NewContext: %w", err)
+		return nil, fmt.Errorf("DBOS NewContext: %w", err)
 	}
+	e.ctx = dctx
 	sdk.RegisterWorkflow(dctx, sdkJob, sdk.WithWorkflowName(sdkWorkflow))
 	qopts := []sdk.QueueOption{sdk.WithWorkerConcurrency(o.Workers)}
 	if poll > 0 {
 		qopts = append(qopts, sdk.WithQueueBasePollingInterval(poll))
 	}
-	q, err := sdk.RegisterQueue(dctx, sdkQueue, qopts...)
-	if err != nil {
-		_ = sdk.Shutdown(dctx, 10*time.Second)
-		return nil, nil, fmt.Errorf("DBOS RegisterQueue: %w", err)
+	if e.queue, err = sdk.RegisterQueue(dctx, sdkQueue, qopts...); err != nil {
+		return nil, errors.Join(fmt.Errorf("DBOS RegisterQueue: %w", err), e.shutdown())
 	}
-	return dctx, q, nil
+	return e, nil
 }
 
-func sdkShutdown(dctx sdk.Context) func() error {
-	return func() error { return sdk.Shutdown(dctx, 30*time.Second) }
+func (e *sdkExecutor) shutdown() error {
+	e.stopping.Store(true)
+	return sdk.Shutdown(e.ctx, 30*time.Second)
+}
+
+// untilStopping passes records on until stopping is set.
+type untilStopping struct {
+	slog.Handler
+	stopping *atomic.Bool
+}
+
+func (h untilStopping) Handle(ctx context.Context, r slog.Record) error {
+	if h.stopping.Load() {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h untilStopping) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return untilStopping{h.Handler.WithAttrs(attrs), h.stopping}
+}
+
+func (h untilStopping) WithGroup(name string) slog.Handler {
+	return untilStopping{h.Handler.WithGroup(name), h.stopping}
 }
 
 func sdkDrain(ctx context.Context, dbURL string, o *options, poll time.Duration) (func() error, error) {
-	dctx, _, err := sdkContext(ctx, dbURL, "peers-consumer", o, poll)
+	e, err := newSDKExecutor(ctx, dbURL, "peers-consumer", o, poll)
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +119,7 @@ func sdkDrain(ctx context.Context, dbURL string, o *options, poll time.Duration)
 		Logger:      slog.New(slog.NewTextHandler(o.logOutput(), &slog.HandlerOptions{Level: slog.LevelError})),
 	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("DBOS NewClient: %w", err), sdkShutdown(dctx)())
+		return nil, errors.Join(fmt.Errorf("DBOS NewClient: %w", err), e.shutdown())
 	}
 	var (
 		seq      atomic.Int64
@@ -113,27 +142,27 @@ func sdkDrain(ctx context.Context, dbURL string, o *options, poll time.Duration)
 	wg.Wait()
 	err = sdk.Shutdown(client, 10*time.Second)
 	if err = errors.Join(firstErr, err); err != nil {
-		return nil, errors.Join(err, sdkShutdown(dctx)())
+		return nil, errors.Join(err, e.shutdown())
 	}
-	if err := sdk.Launch(dctx); err != nil {
-		return nil, errors.Join(fmt.Errorf("DBOS Launch: %w", err), sdkShutdown(dctx)())
+	if err := sdk.Launch(e.ctx); err != nil {
+		return nil, errors.Join(fmt.Errorf("DBOS Launch: %w", err), e.shutdown())
 	}
-	return sdkShutdown(dctx), nil
+	return e.shutdown, nil
 }
 
 // sdkLatency: op enqueues the job from the launched context that serves the
 // queue and waits on the handle's GetResult, which polls the workflow's row
 // every wait (DBOS's default, 1s, when wait is 0).
 func sdkLatency(ctx context.Context, dbURL string, o *options, poll, wait time.Duration) (func(context.Context, int) error, func() error, error) {
-	dctx, q, err := sdkContext(ctx, dbURL, "peers-latency", o, poll)
+	e, err := newSDKExecutor(ctx, dbURL, "peers-latency", o, poll)
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := sdk.Launch(dctx); err != nil {
-		return nil, nil, errors.Join(fmt.Errorf("DBOS Launch: %w", err), sdkShutdown(dctx)())
+	if err := sdk.Launch(e.ctx); err != nil {
+		return nil, nil, errors.Join(fmt.Errorf("DBOS Launch: %w", err), e.shutdown())
 	}
 	op := func(ctx context.Context, n int) error {
-		h, err := sdk.RunWorkflow(dctx, sdkJob, n, sdk.WithQueue(q))
+		h, err := sdk.RunWorkflow(e.ctx, sdkJob, n, sdk.WithQueue(e.queue))
 		if err != nil {
 			return err
 		}
@@ -153,7 +182,7 @@ func sdkLatency(ctx context.Context, dbURL string, o *options, poll, wait time.D
 		}
 		return nil
 	}
-	return op, sdkShutdown(dctx), nil
+	return op, e.shutdown, nil
 }
 
 func cmpErr(first, err error) error {

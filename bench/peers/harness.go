@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -97,6 +98,10 @@ func run(ctx context.Context, o *options) ([]result, error) {
 	}
 	defer admin.Close(context.Background())
 
+	var version, fsync, syncCommit string
+	if err := admin.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit')`).Scan(&version, &fsync, &syncCommit); err == nil && o.Progress != nil {
+		fmt.Fprintf(o.Progress, "PostgreSQL %s (fsync %s, synchronous_commit %s); %s\n", version, fsync, syncCommit, machine())
+	}
 	start := time.Now()
 	var results []result
 	for _, c := range cases(o) {
@@ -340,6 +345,18 @@ func rawBaseline(ctx context.Context, dbURL string, n, workers int) (float64, []
 	elapsed := time.Since(t0)
 	slices.Sort(lat)
 	return float64(n) / elapsed.Seconds(), lat, firstErr
+}
+
+// machine describes the cores and load average (Linux) for the record: the
+// figures depend on what else runs.
+func machine() string {
+	s := fmt.Sprintf("%d cores", runtime.NumCPU())
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			s += fmt.Sprintf(", load average %s %s %s", f[0], f[1], f[2])
+		}
+	}
+	return s
 }
 
 var dbSeq atomic.Int64

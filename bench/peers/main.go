@@ -153,9 +153,9 @@ func printTable(w io.Writer, o *options, results []result) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.System, r.Settings, rate, ratio, drained, p50, p99, rounds)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\n× raw: drain jobs/s ÷ raw INSERT rows/s measured on the same database just before. Drain: from the workers' start\n"+
+	fmt.Fprintf(w, "\nAt the end: %s.\n× raw: drain jobs/s ÷ raw INSERT rows/s measured on the same database just before. Drain: from the workers' start\n"+
 		"to the last job complete (jobs preloaded before). Latency: enqueue to completion (River: its completion event;\n"+
-		"DBOS, dbosgen: the handle's result), %d producers, no round starts after %s.\n", o.Producers, o.LatencyLimit)
+		"DBOS, dbosgen: the handle's result), %d producers, no round starts after %s.\n", machine(), o.Producers, o.LatencyLimit)
 	for _, r := range results {
 		if r.Err != nil {
 			fmt.Fprintf(w, "FAILED %s %s: %v\n", r.System, r.Settings, r.Err)
