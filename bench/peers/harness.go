@@ -96,7 +96,7 @@ func run(ctx context.Context, o *options) ([]result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to PostgreSQL at %s (set DBOSGEN_TEST_POSTGRES_URL): %w", redact(o.URL), err)
 	}
-	defer admin.Close(context.Background())
+	defer admin.Close(context.Background()) // only for the server's settings: createDB connects anew
 
 	var version, fsync, syncCommit string
 	if err := admin.QueryRow(ctx, `SELECT current_setting('server_version'), current_setting('fsync'), current_setting('synchronous_commit')`).Scan(&version, &fsync, &syncCommit); err == nil && o.Progress != nil {
@@ -115,7 +115,7 @@ func run(ctx context.Context, o *options) ([]result, error) {
 				fmt.Fprintf(o.Progress, "[%6.1fs] %s: %s\n", time.Since(start).Seconds(), name, fmt.Sprintf(format, args...))
 			}
 		}
-		r := runCase(ctx, admin, o, c, log)
+		r := runCase(ctx, o, c, log)
 		if r.Err != nil {
 			log("FAILED: %v", r.Err)
 		}
@@ -130,14 +130,14 @@ func run(ctx context.Context, o *options) ([]result, error) {
 	return results, nil
 }
 
-func runCase(ctx context.Context, admin *pgx.Conn, o *options, c peerCase, log logf) result {
+func runCase(ctx context.Context, o *options, c peerCase, log logf) result {
 	r := result{System: c.System, Settings: c.Settings, Jobs: o.Jobs, Checkpoints: -1,
 		LatWanted: o.Producers * o.Rounds}
 	r.Err = func() error {
-		if err := drainPhase(ctx, admin, o, c, log, &r); err != nil {
+		if err := drainPhase(ctx, o, c, log, &r); err != nil {
 			return fmt.Errorf("drain: %w", err)
 		}
-		if err := latencyPhase(ctx, admin, o, c, log, &r); err != nil {
+		if err := latencyPhase(ctx, o, c, log, &r); err != nil {
 			return fmt.Errorf("latency: %w", err)
 		}
 		return nil
@@ -145,8 +145,8 @@ func runCase(ctx context.Context, admin *pgx.Conn, o *options, c peerCase, log l
 	return r
 }
 
-func drainPhase(ctx context.Context, admin *pgx.Conn, o *options, c peerCase, log logf, r *result) (err error) {
-	dbURL, drop, err := createDB(ctx, admin, o.URL, c.Key+"_drain")
+func drainPhase(ctx context.Context, o *options, c peerCase, log logf, r *result) (err error) {
+	dbURL, drop, err := createDB(ctx, o.URL, c.Key+"_drain")
 	if err != nil {
 		return err
 	}
@@ -209,8 +209,8 @@ func drainPhase(ctx context.Context, admin *pgx.Conn, o *options, c peerCase, lo
 	return nil
 }
 
-func latencyPhase(ctx context.Context, admin *pgx.Conn, o *options, c peerCase, log logf, r *result) (err error) {
-	dbURL, drop, err := createDB(ctx, admin, o.URL, c.Key+"_latency")
+func latencyPhase(ctx context.Context, o *options, c peerCase, log logf, r *result) (err error) {
+	dbURL, drop, err := createDB(ctx, o.URL, c.Key+"_latency")
 	if err != nil {
 		return err
 	}
@@ -362,10 +362,21 @@ func machine() string {
 var dbSeq atomic.Int64
 
 // createDB creates a fresh database on the server at serverURL and returns
-// its URL and a function dropping it.
-func createDB(ctx context.Context, admin *pgx.Conn, serverURL, what string) (string, func() error, error) {
+// its URL and a function dropping it. Each connects anew: a connection held
+// across a whole run is one more for other tests on a shared server to
+// terminate.
+func createDB(ctx context.Context, serverURL, what string) (string, func() error, error) {
 	name := fmt.Sprintf("peers_%d_%d_%s", os.Getpid(), dbSeq.Add(1), what)
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	admin := func(ctx context.Context, sql string) error {
+		conn, err := pgx.Connect(ctx, serverURL)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(ctx, sql)
+		return err
+	}
+	if err := admin(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
 		return "", nil, fmt.Errorf("creating database %s: %w", name, err)
 	}
 	u, err := url.Parse(serverURL)
@@ -376,7 +387,7 @@ func createDB(ctx context.Context, admin *pgx.Conn, serverURL, what string) (str
 	drop := func() error {
 		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if _, err := admin.Exec(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+		if err := admin(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			return fmt.Errorf("dropping database %s: %w", name, err)
 		}
 		return nil
