@@ -29,6 +29,7 @@ type options struct {
 	DrainLimit   time.Duration // a drain stops being waited for after this
 	LatencyLimit time.Duration // producers start no round after this
 	Only         []string      // systems to run (lower case); empty: all
+	Retries      int           // a failed case runs again, on fresh databases, up to this many times
 	DBOSFastPoll time.Duration // the DBOS SDK's fastest setting: queue polling interval
 	DBOSFastWait time.Duration // and the handle's GetResult polling interval
 	Progress     io.Writer     // progress lines; nil: none
@@ -69,7 +70,8 @@ type result struct {
 	Lat       []time.Duration // enqueue-to-completion latencies, sorted
 	LatWanted int             // rounds asked for
 
-	Err error
+	Err     error
+	Retried []error // the failures of earlier attempts at this case
 }
 
 // DrainRate is the drain's throughput in jobs/s.
@@ -115,7 +117,21 @@ func run(ctx context.Context, o *options) ([]result, error) {
 				fmt.Fprintf(o.Progress, "[%6.1fs] %s: %s\n", time.Since(start).Seconds(), name, fmt.Sprintf(format, args...))
 			}
 		}
-		r := runCase(ctx, o, c, log)
+		var (
+			r       result
+			retried []error
+		)
+		for attempt := 0; ; attempt++ {
+			r = runCase(ctx, o, c, log)
+			if r.Err == nil || attempt >= o.Retries || ctx.Err() != nil {
+				break
+			}
+			log("FAILED: %v", r.Err)
+			log("waiting for the server, then running this case again on fresh databases (%d of -retries %d)", attempt+1, o.Retries)
+			waitForServer(ctx, o.URL)
+			retried = append(retried, r.Err)
+		}
+		r.Retried = retried
 		if r.Err != nil {
 			log("FAILED: %v", r.Err)
 		}
@@ -128,6 +144,25 @@ func run(ctx context.Context, o *options) ([]result, error) {
 		return nil, fmt.Errorf("-only %s matches no system (river, dbos, dbosgen, or one of them /defaults or /fastest)", strings.Join(o.Only, ","))
 	}
 	return results, nil
+}
+
+// waitForServer waits (up to a minute) until the server accepts a
+// connection: a shared server may be restarted by other tests.
+func waitForServer(ctx context.Context, serverURL string) {
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, err := pgx.Connect(cctx, serverURL)
+		if err == nil {
+			err = conn.Ping(cctx)
+			conn.Close(context.Background())
+		}
+		cancel()
+		if err == nil {
+			return
+		}
+	}
 }
 
 func runCase(ctx context.Context, o *options, c peerCase, log logf) result {
@@ -384,13 +419,21 @@ func createDB(ctx context.Context, serverURL, what string) (string, func() error
 		return "", nil, err
 	}
 	u.Path = "/" + name
+	// Dropping is retried for a minute, through a server restart.
 	drop := func() error {
-		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		dctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := admin(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
-			return fmt.Errorf("dropping database %s: %w", name, err)
+		for {
+			err := admin(dctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+			if err == nil {
+				return nil
+			}
+			select {
+			case <-dctx.Done():
+				return fmt.Errorf("dropping database %s: %w", name, err)
+			case <-time.After(time.Second):
+			}
 		}
-		return nil
 	}
 	return u.String(), drop, nil
 }

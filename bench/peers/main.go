@@ -76,6 +76,7 @@ func main() {
 	flag.DurationVar(&o.LatencyLimit, "latency-limit", 20*time.Second, "no latency round starts after this")
 	flag.DurationVar(&o.DBOSFastPoll, "dbos-poll", time.Millisecond, "the DBOS SDK's fastest settings: its queue polling interval")
 	flag.DurationVar(&o.DBOSFastWait, "dbos-result-poll", 5*time.Millisecond, "the DBOS SDK's fastest settings: its handles' GetResult polling interval\n(1ms makes 16 waiting producers 16,000 queries/s, slower on 2 cores)")
+	flag.IntVar(&o.Retries, "retries", 2, "run a failed case again, on fresh databases, up to this many times (a shared server may restart)")
 	only := flag.String("only", "", "run only these systems, comma-separated: river, dbos, dbosgen; river/fastest, dbos/defaults, ... for one setting")
 	quick := flag.Bool("quick", false, "small sizes, for a smoke run")
 	flag.Parse()
@@ -157,6 +158,9 @@ func printTable(w io.Writer, o *options, results []result) {
 		"to the last job complete (jobs preloaded before). Latency: enqueue to completion (River: its completion event;\n"+
 		"DBOS, dbosgen: the handle's result), %d producers, no round starts after %s.\n", machine(), o.Producers, o.LatencyLimit)
 	for _, r := range results {
+		for _, err := range r.Retried {
+			fmt.Fprintf(w, "run again: %s %s, after: %v\n", r.System, r.Settings, err)
+		}
 		if r.Err != nil {
 			fmt.Fprintf(w, "FAILED %s %s: %v\n", r.System, r.Settings, r.Err)
 		}

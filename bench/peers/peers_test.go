@@ -26,6 +26,7 @@ func TestQuick(t *testing.T) {
 		LatencyLimit: 30 * time.Second,
 		DBOSFastPoll: time.Millisecond,
 		DBOSFastWait: 5 * time.Millisecond,
+		Retries:      2, // the shared server may be restarted by other tests meanwhile
 		Progress:     t.Output(),
 	}
 	o.quick()
