@@ -33,6 +33,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -79,6 +80,7 @@ func main() {
 	flag.IntVar(&o.Retries, "retries", 2, "run a failed case again, on fresh databases, up to this many times (a shared server may restart)")
 	only := flag.String("only", "", "run only these systems, comma-separated: river, dbos, dbosgen; river/fastest, dbos/defaults, ... for one setting")
 	quick := flag.Bool("quick", false, "small sizes, for a smoke run")
+	cpuprofile := flag.String("cpuprofile", "", "write the harness process's CPU profile (all systems' clients and workers) to this file")
 	flag.Parse()
 	o.URL = cmpOr(os.Getenv("DBOSGEN_TEST_POSTGRES_URL"), defaultURL)
 	if *only != "" {
@@ -94,6 +96,18 @@ func main() {
 		os.Exit(2)
 	}
 
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "peers:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	fmt.Fprintf(os.Stderr, "peers: PostgreSQL at %s; %d jobs, %d workers, %d producers × %d rounds\n",
@@ -105,13 +119,19 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "peers:", err)
-		os.Exit(1)
+		exit(1)
 	}
 	for _, r := range results {
 		if r.Err != nil {
-			os.Exit(1)
+			exit(1)
 		}
 	}
+}
+
+// exit stops the CPU profile (deferred calls do not run on os.Exit).
+func exit(code int) {
+	pprof.StopCPUProfile()
+	os.Exit(code)
 }
 
 // printTable prints one row per case, after a row for the raw INSERT
