@@ -168,6 +168,8 @@ func waitForServer(ctx context.Context, serverURL string) {
 func runCase(ctx context.Context, o *options, c peerCase, log logf) result {
 	r := result{System: c.System, Settings: c.Settings, Jobs: o.Jobs, Checkpoints: -1,
 		LatWanted: o.Producers * o.Rounds}
+	log("%s", machine())
+	started, _ := serverStart(ctx, o.URL)
 	r.Err = func() error {
 		if err := drainPhase(ctx, o, c, log, &r); err != nil {
 			return fmt.Errorf("drain: %w", err)
@@ -175,9 +177,26 @@ func runCase(ctx context.Context, o *options, c peerCase, log logf) result {
 		if err := latencyPhase(ctx, o, c, log, &r); err != nil {
 			return fmt.Errorf("latency: %w", err)
 		}
+		// A restart stalls every system for a while: the figures would not
+		// be its own.
+		if now, err := serverStart(ctx, o.URL); err == nil && !now.Equal(started) {
+			return fmt.Errorf("PostgreSQL restarted during the case (at %s)", now.UTC().Format("15:04:05"))
+		}
 		return nil
 	}()
 	return r
+}
+
+// serverStart is when the server at serverURL started.
+func serverStart(ctx context.Context, serverURL string) (time.Time, error) {
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer conn.Close(context.Background())
+	var t time.Time
+	err = conn.QueryRow(ctx, `SELECT pg_postmaster_start_time()`).Scan(&t)
+	return t, err
 }
 
 func drainPhase(ctx context.Context, o *options, c peerCase, log logf, r *result) (err error) {
