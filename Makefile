@@ -22,7 +22,7 @@ TEST_PARALLEL ?= 1
 # command cannot cache safely.
 TEST_FLAGS ?= -count=1
 
-.PHONY: help demo test vet fmt-check gotest interop browser chromium screenshot deps postgres generate check bench fuzz torture clean
+.PHONY: help demo test vet fmt-check gotest interop browser chromium screenshot deps postgres generate check bench bench-peers peers-check fuzz torture clean
 
 help:
 	@echo "make demo      run examples/orders: crash it after step 2, watch it resume (embedded SQLite, no setup)"
@@ -32,6 +32,8 @@ help:
 	@echo "make browser   the inspector in headless Chromium (runtime/dbosweb/browsertest); make screenshot updates docs/inspector.png"
 	@echo "make generate  regenerate examples/*/dbos_gen.go and the generator's golden files"
 	@echo "make bench     runtime benchmarks next to raw pgx / database/sql baselines, as a table"
+	@echo "make bench-peers  queue drain and latency next to River and the DBOS Go SDK (bench/peers/, about 4 minutes)"
+	@echo "make peers-check  bench/peers/: generated code up to date, go vet, and its smoke test (a -quick run of every system)"
 	@echo "make fuzz      fuzz the directive parser for FUZZTIME ($(FUZZTIME))"
 	@echo "make torture   the fault-injection suite (about 5 minutes of faults)"
 
@@ -128,6 +130,7 @@ chromium:
 generate:
 	$(GO) generate ./examples/... ./runtime/internal/torture/worker/
 	cd interop && $(GO) generate ./...
+	cd bench/peers && $(GO) generate ./...
 	$(GO) test ./gen -run TestGolden -update
 
 # Generated code up to date (what CI runs).
@@ -143,6 +146,24 @@ bench: postgres
 	@$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count $(BENCHCOUNT) -timeout 60m ./runtime/internal/engine ./runtime/internal/sysdb | tee bin/bench.txt
 	@echo
 	@$(GO) run ./internal/benchtable < bin/bench.txt
+
+# The side-by-side queue benchmark, a module of its own (bench/peers/go.mod)
+# so the main module depends on neither River nor DBOS: for River v0.51.2 and
+# the DBOS Go SDK v1.8.0 at their defaults and fastest polling, and dbosgen at
+# its defaults, a drain of 3,000 preloaded one-step jobs by 16 workers and
+# enqueue-to-completion latency with 16 producers, next to raw INSERTs, each
+# on fresh databases. PEERS_FLAGS passes flags (e.g. -only dbosgen, -quick).
+PEERS_FLAGS ?=
+bench-peers: postgres
+	@cd bench/peers && $(GO) run . $(PEERS_FLAGS)
+
+# Not part of make test: the smoke test takes about a minute.
+peers-check: postgres
+	@echo "==> bench/peers: dbosgen -check, go vet, go test (a -quick run of River, DBOS and dbosgen)"
+	@start=$$(date +%s); \
+	cd bench/peers && $(GO) run github.com/dbosgen/dbosgen/cmd/dbosgen -check ./... && \
+	$(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./... ; status=$$?; \
+	echo "==> peers-check took $$(( $$(date +%s) - start ))s"; exit $$status
 
 fuzz:
 	$(GO) test ./gen -run '^$$' -fuzz FuzzParseDirective -fuzztime $(FUZZTIME)
