@@ -50,6 +50,10 @@ func (h *WorkflowHandle[R]) ID() string { return h.id }
 
 // Result waits for the workflow to finish and returns its result. ctx bounds
 // the wait only: cancelling it does not cancel the workflow.
+// errRunningElsewhere ends a start in this runtime that found its workflow
+// running under another executor: its callers poll the row instead.
+var errRunningElsewhere = errors.New("dbos: workflow running under another executor")
+
 func (h *WorkflowHandle[R]) Result(ctx context.Context) (R, error) {
 	var zero R
 	ex := h.ex
@@ -61,7 +65,11 @@ func (h *WorkflowHandle[R]) Result(ctx context.Context) (R, error) {
 		if ex != nil {
 			select {
 			case <-ex.done:
-				return typed[R](h.id, ex.value, ex.err)
+				if ex.err != errRunningElsewhere {
+					return typed[R](h.id, ex.value, ex.err)
+				}
+				ex = nil // joined a start that found it running elsewhere: poll
+				continue
 			case <-ctx.Done():
 				return zero, ctx.Err()
 			}

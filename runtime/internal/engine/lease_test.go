@@ -207,3 +207,39 @@ func TestLeaseLegacyDefaultExecutorAdopted(t *testing.T) {
 		}
 	})
 }
+
+// A new call with the ID of a workflow that another live executor is
+// running does not run it a second time: it waits for that executor's
+// outcome. (A call with the ID of a dead executor's workflow takes it over,
+// as before leases.)
+func TestStartOfAnotherExecutorsWorkflowWaits(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, url string) {
+		var c counter
+		release := make(chan struct{})
+		in := setBody(t, func(ctx context.Context, in input) (string, error) {
+			c.inc("body")
+			<-release
+			return "ran once", nil
+		})
+		_, ctxA := launch(t, url, withExecutor("exec-a"))
+		_, ctxB := launch(t, url, withExecutor("exec-b"))
+		ha := must(testWF.Start(dbos.WithWorkflowID(ctxA, "shared"), in))
+		waitFor(t, "the body on exec-a", func() bool { return c.get("body") == 1 })
+		hb := must(testWF.Start(dbos.WithWorkflowID(ctxB, "shared"), in))
+		time.Sleep(300 * time.Millisecond)
+		if n := c.get("body"); n != 1 {
+			t.Fatalf("the body ran %d times; a second live executor must not run it", n)
+		}
+		st := must(hb.Status(ctxB))
+		if st.ExecutorID != "exec-a" || st.RecoveryAttempts != 1 {
+			t.Errorf("after exec-b's call: executor %q, attempts %d; want exec-a's row untouched", st.ExecutorID, st.RecoveryAttempts)
+		}
+		close(release)
+		if got := must(hb.Result(ctxB)); got != "ran once" {
+			t.Fatalf("exec-b's result %q", got)
+		}
+		if got := must(ha.Result(ctxA)); got != "ran once" || c.get("body") != 1 {
+			t.Fatalf("exec-a's result %q, body ran %d times", got, c.get("body"))
+		}
+	})
+}

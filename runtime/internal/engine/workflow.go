@@ -239,7 +239,8 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 		res.Row = p.claimed.WorkflowRow
 	} else {
 		err = rt.retryDB(p.ctx, func(ctx context.Context) (err error) {
-			res, err = rt.store.InitWorkflow(ctx, sysdb.InitParams{Row: row, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts, DeadLetterError: dead})
+			res, err = rt.store.InitWorkflow(ctx, sysdb.InitParams{Row: row, MaxRecoveryAttempts: w.opts.MaxRecoveryAttempts,
+				Recovery: !fresh, DeadLetterError: dead})
 			return err
 		})
 	}
@@ -273,6 +274,14 @@ func start[A, R any](rt *Runtime, w *Workflow[A, R], p startParams) (*WorkflowHa
 	if cur.Status != sysdb.StatusPending {
 		v, err := outcome[R](cur)
 		rt.release(p.id, ex, v, err)
+		return h, nil
+	}
+	if p.claimed == nil && cur.ExecutorID != rt.cfg.ExecutorID {
+		// Another executor's workflow, running there (or, once that one is
+		// gone, adopted): this call waits for its outcome instead of
+		// running it in a second live process.
+		h.ex = nil
+		rt.release(p.id, ex, nil, errRunningElsewhere)
 		return h, nil
 	}
 

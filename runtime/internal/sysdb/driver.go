@@ -49,7 +49,7 @@ type stepRecorder interface {
 // workflowWriter is a driver with paths of its own for a workflow's start
 // and finish (hotpath_pg.go).
 type workflowWriter interface {
-	start(ctx context.Context, sql string, r WorkflowRow, now int64, xid string, maxAttempts int, res *InitResult) error
+	start(ctx context.Context, sql string, r WorkflowRow, now int64, xid string, maxAttempts int, recovery bool, res *InitResult) error
 	finish(ctx context.Context, sql string, p FinishParams, now int64) (bool, error)
 }
 

@@ -161,14 +161,19 @@ func (d pgDriver) finish(ctx context.Context, sql string, p FinishParams, now in
 
 // start starts or restarts a workflow (pgInit) and reads the row back.
 func (d pgDriver) start(ctx context.Context, sql string, r WorkflowRow, now int64, xid string, maxAttempts int,
-	res *InitResult) error {
+	recovery bool, res *InitResult) error {
 	a := textArgsPool.Get().(*textArgs)
 	defer a.release()
 	a.str(r.ID).str(r.Name).str(r.ExecutorID).str(r.AppVersion).str(r.AppName).str(r.ParentID).
 		num(r.TimeoutMS).num(r.DeadlineMS).num(now).str(xid).num(int64(maxAttempts)).str(r.Inputs).str(r.Attributes)
+	if recovery {
+		a.str("t")
+	} else {
+		a.str("f")
+	}
 	trace := func() []any {
 		return []any{r.ID, r.Name, r.ExecutorID, r.AppVersion, r.AppName, r.ParentID, r.TimeoutMS, r.DeadlineMS,
-			now, xid, maxAttempts, r.Inputs, r.Attributes}
+			now, xid, maxAttempts, r.Inputs, r.Attributes, recovery}
 	}
 	return d.hot(ctx, "dbosgen_start", sql, a, trace, func(rr *pgconn.ResultReader) error {
 		rows := 0

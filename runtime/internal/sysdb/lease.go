@@ -2,7 +2,6 @@ package sysdb
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -76,13 +75,7 @@ type Leases interface {
 // pgNowMS is the database's clock in unix ms; sqliteNowMS is its SQLite twin.
 const pgNowMS = `(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT`
 
-func (s *store) leaseSQL(q string) string {
-	now := pgNowMS
-	if s.dl.sqlite {
-		now = sqliteNowMS
-	}
-	return strings.ReplaceAll(s.dl.render(q), "{now}", now)
-}
+func (s *store) leaseSQL(q string) string { return s.dl.render(q) }
 
 // AcquireLease implements Leases: one upsert.
 func (s *store) AcquireLease(ctx context.Context, h Holder, lease time.Duration, replace string) (bool, error) {

@@ -61,10 +61,10 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 		var err error
 		if w, ok := s.d.(workflowWriter); ok {
 			r.AppName = s.appName
-			err = w.start(ctx, s.q.init, r, now, uuid.NewString(), ip.MaxRecoveryAttempts, &res)
+			err = w.start(ctx, s.q.init, r, now, uuid.NewString(), ip.MaxRecoveryAttempts, ip.Recovery, &res)
 		} else {
 			row := s.d.writer().QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName, r.ParentID,
-				r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, r.Attributes)
+				r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, r.Attributes, ip.Recovery)
 			err = scanWorkflow(row, &res.Row, &res.Inserted)
 		}
 		if err != nil || res.Inserted {
@@ -97,7 +97,7 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 	}
 	err := s.d.inTx(ctx, func(tx querier) error {
 		if _, err := tx.Exec(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
-			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Attributes); err != nil {
+			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Attributes, ip.Recovery); err != nil {
 			return err
 		}
 		if err := scanWorkflow(tx.QueryRow(ctx, s.q.workflow, r.ID), &res.Row); err != nil {

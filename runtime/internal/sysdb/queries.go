@@ -130,9 +130,9 @@ var (
 
 func (d dialect) render(q string) string {
 	if !d.sqlite {
-		return strings.ReplaceAll(q, "{schema}", d.schema)
+		return strings.NewReplacer("{schema}", d.schema, "{now}", pgNowMS).Replace(q)
 	}
-	q = strings.ReplaceAll(q, "{schema}.", "")
+	q = strings.NewReplacer("{schema}.", "", "{now}", sqliteNowMS).Replace(q)
 	q = pgCast.ReplaceAllString(q, "")
 	return pgParam.ReplaceAllString(q, "?$1")
 }
@@ -152,10 +152,10 @@ const pgInit = `WITH ins AS (
 	VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7::BIGINT, 0), NULLIF($8::BIGINT, 0),
 		$9, $9, $9, 'portable_json', $10, $10, NULLIF($13::TEXT, '')::JSONB)
 	ON CONFLICT (workflow_uuid) DO UPDATE SET
-		recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
-		status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
-		executor_id = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.executor_id ELSE w.executor_id END,
-		updated_at = CASE WHEN w.status = 'PENDING' THEN EXCLUDED.updated_at ELSE w.updated_at END
+		recovery_attempts = w.recovery_attempts + CASE WHEN ` + pgTakes + ` THEN 1 ELSE 0 END,
+		status = CASE WHEN ` + pgTakes + ` AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
+		executor_id = CASE WHEN ` + pgTakes + ` THEN EXCLUDED.executor_id ELSE w.executor_id END,
+		updated_at = CASE WHEN ` + pgTakes + ` THEN EXCLUDED.updated_at ELSE w.updated_at END
 	RETURNING w.*, (xmax = 0) AS inserted
 ), inp AS (
 	INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT $1, $12 FROM ins WHERE ins.inserted
@@ -199,15 +199,29 @@ const pgCancel = cancelTree + `, c AS (` + cancelSet + `)
 SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`
 
 // sqliteInitStatus is pgInit's upsert alone.
+// A start takes a PENDING row over (counts an execution, makes it this
+// executor's) when it is a recovery or an adoption, or the row is this
+// executor's already (its lease makes this process the only live holder),
+// or no live executor holds a lease on it. A new call with the ID of a
+// workflow another live executor owns takes nothing: that executor runs it
+// (or, should it die, an adopter), and the caller waits for its outcome, as
+// DBOS's callers do.
+const (
+	takesOwner = ` OR NOT EXISTS (SELECT 1 FROM {schema}.` + executorsTable + ` e
+		WHERE e.executor_id = w.executor_id AND e.lease_expires_at > {now})))`
+	pgTakes     = `(w.status = 'PENDING' AND ($14::BOOLEAN OR w.executor_id = EXCLUDED.executor_id` + takesOwner
+	sqliteTakes = `(w.status = 'PENDING' AND ($13 OR w.executor_id = excluded.executor_id` + takesOwner
+)
+
 const sqliteInitStatus = `INSERT INTO workflow_status AS w (workflow_uuid, status, name, executor_id,
 	application_version, application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms,
 	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid, attributes)
 VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10, NULLIF($12, ''))
 ON CONFLICT (workflow_uuid) DO UPDATE SET
-	recovery_attempts = w.recovery_attempts + CASE WHEN w.status = 'PENDING' THEN 1 ELSE 0 END,
-	status = CASE WHEN w.status = 'PENDING' AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
-	executor_id = CASE WHEN w.status = 'PENDING' THEN excluded.executor_id ELSE w.executor_id END,
-	updated_at = CASE WHEN w.status = 'PENDING' THEN excluded.updated_at ELSE w.updated_at END
+	recovery_attempts = w.recovery_attempts + CASE WHEN ` + sqliteTakes + ` THEN 1 ELSE 0 END,
+	status = CASE WHEN ` + sqliteTakes + ` AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
+	executor_id = CASE WHEN ` + sqliteTakes + ` THEN excluded.executor_id ELSE w.executor_id END,
+	updated_at = CASE WHEN ` + sqliteTakes + ` THEN excluded.updated_at ELSE w.updated_at END
 RETURNING workflow_uuid`
 
 // recordSteps is recordStep for many rows in one statement (PostgreSQL):

@@ -71,6 +71,10 @@ func (w WorkflowRow) racedSnapshot() bool {
 type InitParams struct {
 	Row                 WorkflowRow // Status is ignored: a new row is PENDING
 	MaxRecoveryAttempts int
+	// Recovery: this start resumes the workflow for this executor (a
+	// recovery, an adoption), so it takes a PENDING row over whoever holds
+	// it. A new call takes over only a row of this executor's.
+	Recovery bool
 	// DeadLetterError makes the error recorded when this start pushes the
 	// workflow past MaxRecoveryAttempts: only then, as a start almost never
 	// does.
