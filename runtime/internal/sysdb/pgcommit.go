@@ -2,7 +2,6 @@ package sysdb
 
 import (
 	"context"
-	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -10,29 +9,27 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // A transaction step's checkpoint travels with its COMMIT: one round trip,
 // as a raw transaction's COMMIT is. database/sql gives no way to reach the
 // connection under a *sql.Tx, and ending a transaction it began behind its
 // back costs it a ROLLBACK round trip of its own; so the driver does the
-// commit. Transactions begin on a *sql.DB whose connections are pgx's
-// stdlib ones with BeginTx replaced: when BeginTx's context carries a
-// pendingCommit, the driver transaction is that pendingCommit, and its
-// Commit sends whatever checkpoint RecordAndCommit armed it with.
+// commit. AppDB.Begin passes a pendingCommit in BeginTx's context; the
+// connection (txConn) makes it the driver transaction, and its Commit sends
+// whatever checkpoint RecordAndCommit armed it with.
 
 // pendingKey is the context key under which AppDB.Begin hands a
 // pendingCommit to the driver.
 type pendingKey struct{}
 
-// pendingCommit is one PostgreSQL transaction's commit: the driver.Tx
-// database/sql ends, and the checkpoint to send with it.
+// pendingCommit is one PostgreSQL transaction: the driver.Tx database/sql
+// ends, and the checkpoint to send with its COMMIT.
 type pendingCommit struct {
-	inner driver.Tx // stdlib's: a plain COMMIT, and ROLLBACK
+	conn  *txConn
 	ctx   context.Context
-	conn  *pgx.Conn
+	begin string // BEGIN, sent with the first statement (see txConn)
+	begun bool   // the server is in the transaction
 
 	insert string // the strict checkpoint insert; "" commits plainly
 	params [][]byte
@@ -79,15 +76,24 @@ var errCheckpointRefused = errors.New("checkpoint refused: transaction rolled ba
 
 // Commit is database/sql's commit of the transaction.
 func (p *pendingCommit) Commit() error {
+	c := p.conn
+	defer func() { c.tx = nil }()
 	if p.insert == "" {
-		return p.inner.Commit()
+		if !p.begun {
+			return nil // nothing was sent: nothing to commit
+		}
+		tag, err := c.pgx.Exec(p.ctx, "commit")
+		if err == nil && tag.String() == "ROLLBACK" {
+			err = pgx.ErrTxCommitRollback
+		}
+		return err
 	}
 	p.sent = true
-	p.out = pipelineCommit(p.ctx, p.conn, p.insert, p.params)
-	if pg := p.conn.PgConn(); !pg.IsClosed() && pg.TxStatus() != 'I' {
+	p.out = p.pipelineCommit()
+	if pg := c.pgx.PgConn(); !pg.IsClosed() && pg.TxStatus() != 'I' {
 		// The checkpoint failed, so the server skipped COMMIT and waits in
 		// the aborted transaction for a ROLLBACK.
-		if err := p.inner.Rollback(); err != nil {
+		if _, err := c.pgx.Exec(p.ctx, "rollback"); err != nil {
 			return driver.ErrBadConn
 		}
 	}
@@ -101,27 +107,49 @@ func (p *pendingCommit) Commit() error {
 }
 
 // Rollback is database/sql's rollback of the transaction.
-func (p *pendingCommit) Rollback() error { return p.inner.Rollback() }
+func (p *pendingCommit) Rollback() error {
+	c := p.conn
+	c.tx = nil
+	if !p.begun {
+		return nil
+	}
+	if _, err := c.pgx.Exec(p.ctx, "rollback"); err != nil {
+		// The pool discards a connection left inside a transaction.
+		return driver.ErrBadConn
+	}
+	return nil
+}
 
 // pipelineCommit sends the checkpoint insert and COMMIT behind one Sync, in
-// one write. A checkpoint that finds the step recorded already fails on its
-// key, and the server then skips the COMMIT: a duplicate never commits.
-func pipelineCommit(ctx context.Context, c *pgx.Conn, insert string, params [][]byte) CommitOutcome {
+// one write (BEGIN first if the function sent nothing). A checkpoint that
+// finds the step recorded already fails on its key, and the server then
+// skips the COMMIT: a duplicate never commits.
+func (p *pendingCommit) pipelineCommit() CommitOutcome {
 	var out CommitOutcome
+	c, ctx := p.conn.pgx, p.ctx
 	// Prepared once per connection; pgx answers later calls from its cache.
-	sd, err := c.Prepare(ctx, "dbosgen_checkpoint", insert)
+	sd, err := c.Prepare(ctx, "dbosgen_checkpoint", p.insert)
 	if err != nil {
 		out.RecordErr = err
 		return out
 	}
 	pipe := c.PgConn().StartPipeline(ctx)
-	pipe.SendQueryStatement(sd, params, nil, nil)
+	begin := !p.begun
+	if begin {
+		pipe.SendQueryParams(p.begin, nil, nil, nil, nil)
+	}
+	pipe.SendQueryStatement(sd, p.params, nil, nil)
 	pipe.SendQueryParams("COMMIT", nil, nil, nil, nil)
 	var ierr, cerr error
 	if err := pipe.Sync(); err != nil {
 		ierr = err
-	} else if ierr = pipelineResult(pipe); ierr == nil {
-		cerr = pipelineResult(pipe)
+	} else if begin {
+		ierr = pipelineResult(pipe)
+	}
+	if ierr == nil {
+		if ierr = pipelineResult(pipe); ierr == nil {
+			cerr = pipelineResult(pipe)
+		}
 	}
 	if err := pipe.Close(); err != nil && ierr == nil && cerr == nil {
 		cerr = err
@@ -144,54 +172,18 @@ func pipelineCommit(ctx context.Context, c *pgx.Conn, insert string, params [][]
 
 // pipelineResult reads the outcome of the pipeline's next statement.
 func pipelineResult(pipe *pgconn.Pipeline) error {
+	_, err := pipelineTag(pipe)
+	return err
+}
+
+// pipelineTag reads the command tag of the pipeline's next statement.
+func pipelineTag(pipe *pgconn.Pipeline) (pgconn.CommandTag, error) {
 	res, err := pipe.GetResults()
 	if err != nil {
-		return err
+		return pgconn.CommandTag{}, err
 	}
 	if rr, ok := res.(*pgconn.ResultReader); ok {
-		_, err = rr.Close()
-		return err
+		return rr.Close()
 	}
-	return fmt.Errorf("pipeline: unexpected %T", res)
-}
-
-// openTxDB is database/sql over pool for transactions whose checkpoint
-// commits with them. Like stdlib.OpenDBFromPool it keeps no idle
-// connections: the pool's cap and waits hold.
-func openTxDB(pool *pgxpool.Pool) *sql.DB {
-	db := sql.OpenDB(txConnector{stdlib.GetPoolConnector(pool)})
-	db.SetMaxIdleConns(0)
-	return db
-}
-
-type txConnector struct{ driver.Connector }
-
-func (c txConnector) Connect(ctx context.Context) (driver.Conn, error) {
-	dc, err := c.Connector.Connect(ctx)
-	if err != nil {
-		return nil, err
-	}
-	sc, ok := dc.(*stdlib.Conn)
-	if !ok {
-		_ = dc.Close()
-		return nil, fmt.Errorf("dbos: unexpected driver connection %T", dc)
-	}
-	return txConn{sc}, nil
-}
-
-// txConn is stdlib's connection, every optional driver interface included,
-// but for BeginTx.
-type txConn struct{ *stdlib.Conn }
-
-func (c txConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx, error) {
-	tx, err := c.Conn.BeginTx(ctx, opts)
-	if err != nil {
-		return nil, err
-	}
-	p, ok := ctx.Value(pendingKey{}).(*pendingCommit)
-	if !ok {
-		return tx, nil
-	}
-	p.inner, p.ctx, p.conn = tx, ctx, c.Conn.Conn()
-	return p, nil
+	return pgconn.CommandTag{}, fmt.Errorf("pipeline: unexpected %T", res)
 }
