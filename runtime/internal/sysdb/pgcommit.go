@@ -31,9 +31,9 @@ type pendingCommit struct {
 	begin string // BEGIN, sent with the first statement (see txConn)
 	begun bool   // the server is in the transaction
 
-	insert string // the strict checkpoint insert; "" commits plainly
-	params [][]byte
-	buf    []byte // backs params
+	insert    string // the strict checkpoint insert; "" commits plainly
+	params    [][]byte
+	paramsArr [12][]byte // backs params
 
 	sent bool // Commit ran the pipeline: out is its outcome
 	out  CommitOutcome
@@ -42,29 +42,32 @@ type pendingCommit struct {
 // arm makes the next Commit send insert with args (strings and integers)
 // before COMMIT, in PostgreSQL's text format.
 func (p *pendingCommit) arm(insert string, args []any) error {
-	p.params, p.buf = p.params[:0], p.buf[:0]
-	var ends [16]int
-	if len(args) > len(ends) {
+	if len(args) > len(p.paramsArr) {
 		return fmt.Errorf("checkpoint: %d arguments", len(args))
 	}
+	size := 0
+	for _, a := range args {
+		if v, ok := a.(string); ok {
+			size += len(v)
+		} else {
+			size += 20 // an int64's digits and sign
+		}
+	}
+	buf := make([]byte, 0, size) // never grows: params slice it
+	p.params = p.paramsArr[:0]
 	for i, a := range args {
+		start := len(buf)
 		switch v := a.(type) {
 		case string:
-			p.buf = append(p.buf, v...)
+			buf = append(buf, v...)
 		case int:
-			p.buf = strconv.AppendInt(p.buf, int64(v), 10)
+			buf = strconv.AppendInt(buf, int64(v), 10)
 		case int64:
-			p.buf = strconv.AppendInt(p.buf, v, 10)
+			buf = strconv.AppendInt(buf, v, 10)
 		default:
 			return fmt.Errorf("checkpoint argument %d: unexpected %T", i+1, a)
 		}
-		ends[i] = len(p.buf)
-	}
-	// Sliced only once buf stops growing.
-	start := 0
-	for _, end := range ends[:len(args)] {
-		p.params = append(p.params, p.buf[start:end:end])
-		start = end
+		p.params = append(p.params, buf[start:len(buf):len(buf)])
 	}
 	p.insert = insert
 	return nil

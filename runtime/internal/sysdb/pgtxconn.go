@@ -71,26 +71,27 @@ func (c *txConn) BeginTx(ctx context.Context, opts driver.TxOptions) (driver.Tx,
 	return p, nil
 }
 
-// beginSQL is pgx's BEGIN statement for opts.
+// beginSQLs are pgx's BEGIN statements, by isolation level (as
+// sql.IsolationLevel, up to LevelSerializable) and then read-only.
+var beginSQLs = func() (b [7][2]string) {
+	levels := [7]string{"", " isolation level read uncommitted", " isolation level read committed", "",
+		" isolation level repeatable read", " isolation level repeatable read", " isolation level serializable"}
+	for i, l := range levels {
+		b[i] = [2]string{"begin" + l, "begin" + l + " read only"}
+	}
+	return b
+}()
+
 func beginSQL(opts driver.TxOptions) (string, error) {
-	var level string
-	switch sql.IsolationLevel(opts.Isolation) {
-	case sql.LevelDefault:
-	case sql.LevelReadUncommitted:
-		level = " isolation level read uncommitted"
-	case sql.LevelReadCommitted:
-		level = " isolation level read committed"
-	case sql.LevelRepeatableRead, sql.LevelSnapshot:
-		level = " isolation level repeatable read"
-	case sql.LevelSerializable:
-		level = " isolation level serializable"
-	default:
+	level := sql.IsolationLevel(opts.Isolation)
+	if level < 0 || int(level) >= len(beginSQLs) || level == sql.LevelWriteCommitted {
 		return "", fmt.Errorf("unsupported isolation: %v", opts.Isolation)
 	}
+	ro := 0
 	if opts.ReadOnly {
-		return "begin" + level + " read only", nil
+		ro = 1
 	}
-	return "begin" + level, nil
+	return beginSQLs[level][ro], nil
 }
 
 // pendingBegin is the BEGIN this connection's transaction has yet to send.
