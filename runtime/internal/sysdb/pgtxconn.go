@@ -128,12 +128,8 @@ func (c *txConn) ExecContext(ctx context.Context, query string, args []driver.Na
 	// A statement without arguments goes by the simple protocol, which
 	// would take BEGIN in its text, but would shift the positions in its
 	// error messages: it goes the ordinary way.
-	if begin := c.pendingBegin(); begin != "" && len(args) > 0 && !pgxOption(args[0].Value) {
-		vals := make([]any, len(args))
-		for i, a := range args {
-			vals[i] = a.Value
-		}
-		if res, err, done := c.execWithBegin(ctx, begin, query, vals); done {
+	if begin := c.pendingBegin(); begin != "" && len(args) > 0 && !pgxOption(args[0].Value) && !c.pgx.IsClosed() {
+		if res, err, done := c.execWithBegin(ctx, begin, query, args); done {
 			return res, err
 		}
 	}
@@ -143,31 +139,35 @@ func (c *txConn) ExecContext(ctx context.Context, query string, args []driver.Na
 	return c.Conn.ExecContext(ctx, query, args)
 }
 
-// preparedKey holds, in a connection's custom data, the statements
-// execWithBegin prepared on it.
-const preparedKey = "dbosgen.prepared"
+// scratchKey holds, in a pgx connection's custom data, its scratch.
+const scratchKey = "dbosgen.scratch"
 
-// maxPrepared bounds them: pgx keeps a statement prepared with
+// scratch is what execWithBegin keeps with a connection between
+// transactions.
+type scratch struct {
+	prepared map[string]struct{} // the statements it prepared
+	eqb      pgx.ExtendedQueryBuilder
+	args     []any
+}
+
+// maxPrepared bounds scratch.prepared: pgx keeps a statement prepared with
 // Conn.Prepare until the connection closes.
 const maxPrepared = 128
 
 // execWithBegin runs query in one round trip with BEGIN; done is false
 // when nothing was sent, and the statement should go the ordinary way.
-func (c *txConn) execWithBegin(ctx context.Context, begin, query string, args []any) (res driver.Result, err error, done bool) {
-	if c.pgx.IsClosed() {
-		return nil, nil, false
-	}
+func (c *txConn) execWithBegin(ctx context.Context, begin, query string, named []driver.NamedValue) (res driver.Result, err error, done bool) {
 	data := c.pgx.PgConn().CustomData()
-	seen, _ := data[preparedKey].(map[string]struct{})
-	if _, ok := seen[query]; !ok {
-		if len(seen) >= maxPrepared {
+	sc, _ := data[scratchKey].(*scratch)
+	if sc == nil {
+		sc = &scratch{prepared: map[string]struct{}{}}
+		data[scratchKey] = sc
+	}
+	if _, ok := sc.prepared[query]; !ok {
+		if len(sc.prepared) >= maxPrepared {
 			return nil, nil, false
 		}
-		if seen == nil {
-			seen = map[string]struct{}{}
-			data[preparedKey] = seen
-		}
-		seen[query] = struct{}{}
+		sc.prepared[query] = struct{}{}
 	}
 	// Described outside the transaction, the first time: if the server
 	// refuses it, the ordinary way runs it again inside, and the refusal
@@ -176,13 +176,18 @@ func (c *txConn) execWithBegin(ctx context.Context, begin, query string, args []
 	if err != nil {
 		return nil, nil, false
 	}
-	var eqb pgx.ExtendedQueryBuilder
-	if err := eqb.Build(c.pgx.TypeMap(), sd, args); err != nil {
+	for _, a := range named {
+		sc.args = append(sc.args, a.Value)
+	}
+	err = sc.eqb.Build(c.pgx.TypeMap(), sd, sc.args)
+	clear(sc.args) // the caller's values are not the connection's to keep
+	sc.args = sc.args[:0]
+	if err != nil {
 		return nil, err, true // as pgx: nothing sent, the transaction unharmed
 	}
 	pipe := c.pgx.PgConn().StartPipeline(ctx)
 	pipe.SendQueryParams(begin, nil, nil, nil, nil)
-	pipe.SendQueryStatement(sd, eqb.ParamValues, eqb.ParamFormats, eqb.ResultFormats)
+	pipe.SendQueryStatement(sd, sc.eqb.ParamValues, sc.eqb.ParamFormats, sc.eqb.ResultFormats)
 	var tag pgconn.CommandTag
 	if err = pipe.Sync(); err == nil {
 		if err = pipelineResult(pipe); err == nil {
