@@ -14,8 +14,13 @@ import (
 // trip.
 type Tx struct {
 	*sqlx.Tx
-	pending pendingCommit // PostgreSQL only
-	pg      bool
+	pending *pendingCommit // PostgreSQL only
+}
+
+// pgTx is a PostgreSQL Tx and its pendingCommit, in one allocation.
+type pgTx struct {
+	Tx
+	pending pendingCommit
 }
 
 // Rollback rolls the transaction back; a no-op once it ended.
@@ -45,7 +50,8 @@ type CommitOutcome struct {
 // on its key, so the pipelined COMMIT never commits a duplicate: the
 // server skips it and the transaction rolls back.
 func (a *AppDB) RecordAndCommit(ctx context.Context, tx *Tx, s StepRow) CommitOutcome {
-	if !tx.pg {
+	p := tx.pending
+	if p == nil {
 		fresh, err := a.Record(ctx, tx.Tx, s)
 		if err != nil || !fresh {
 			_ = tx.Rollback()
@@ -53,7 +59,6 @@ func (a *AppDB) RecordAndCommit(ctx context.Context, tx *Tx, s StepRow) CommitOu
 		}
 		return CommitOutcome{Recorded: true, CommitErr: tx.Commit()}
 	}
-	p := &tx.pending
 	if err := p.arm(a.rec.strict, a.rec.args(s)); err != nil {
 		_ = tx.Rollback()
 		return CommitOutcome{RecordErr: err}

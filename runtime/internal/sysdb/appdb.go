@@ -88,22 +88,23 @@ func (a *AppDB) SameAsSystem() bool { return a.same }
 // pendingCommit, so that RecordAndCommit can pipeline its checkpoint with
 // its COMMIT.
 func (a *AppDB) Begin(ctx context.Context, iso sql.IsolationLevel, readOnly bool) (*Tx, error) {
-	t := &Tx{}
 	var err error
 	if a.sqlite {
 		db, opts := a.rw, (*sql.TxOptions)(nil)
 		if readOnly {
 			db, opts = a.ro, &sql.TxOptions{ReadOnly: true}
 		}
+		t := &Tx{}
 		t.Tx, err = db.BeginTxx(ctx, opts)
 		return t, err
 	}
-	t.pg = true
-	t.Tx, err = a.txdb.BeginTxx(context.WithValue(ctx, pendingKey{}, &t.pending), &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
+	t := &pgTx{}
+	t.Tx.pending = &t.pending
+	t.Tx.Tx, err = a.txdb.BeginTxx(context.WithValue(ctx, pendingKey{}, &t.pending), &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
 	if err != nil {
 		return nil, err
 	}
-	return t, nil
+	return &t.Tx, nil
 }
 
 // Record inserts a transaction's outcome in its own transaction; false means
