@@ -17,10 +17,11 @@ import (
 // trip, as pgjdbc does: a transaction step costs two round trips where a
 // hand-written one costs three. PostgreSQL takes a transaction's snapshot
 // at its first statement, not at BEGIN, so nothing the function can observe
-// changes. A statement whose first attempt could not run inside the
-// transaction (BEGIN did not execute: the server refused to prepare it, or
-// it could not be encoded) runs again the ordinary way, BEGIN first, so
-// that its failure leaves the transaction as an ordinary one would be.
+// changes. A first statement the server refuses to prepare (it is prepared
+// before BEGIN runs) runs again the ordinary way, BEGIN first, so that its
+// failure aborts the transaction as it would an ordinary one; arguments pgx
+// cannot encode fail before anything is sent, which leaves an ordinary
+// transaction unharmed too.
 
 // openTxDB is database/sql over pool for transactions AppDB.Begin starts.
 // Like stdlib.OpenDBFromPool it keeps no idle connections: the pool's cap
