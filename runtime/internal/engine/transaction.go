@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/dbosgen/dbosgen/runtime/internal/sysdb"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -75,9 +74,7 @@ func openApp(ctx context.Context, rc resolved, store sysdb.Store, sysPool *pgPoo
 			}
 			a.pool = pool
 		}
-		db := stdlib.OpenDBFromPool(pool.Pool)
-		a.AppDB, err = sysdb.PostgresApp(ctx, db, rc.Schema, rc.AppName, rc.sameDB, func() {
-			db.Close()
+		a.AppDB, err = sysdb.PostgresApp(ctx, pool.Pool, rc.Schema, rc.AppName, rc.sameDB, func() {
 			if a.pool != nil {
 				a.pool.Close()
 			}

@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
 )
 
 // appDBOn opens the application database of tg's system store, as the
@@ -22,8 +21,7 @@ func appDBOn(t *testing.T, tg *target, s Store) *AppDB {
 		}
 		return a
 	case *Postgres:
-		db := stdlib.OpenDBFromPool(s.Pool())
-		a, err := PostgresApp(ctx, db, "dbos", "app", true, func() { db.Close() })
+		a, err := PostgresApp(ctx, s.Pool(), "dbos", "app", true, func() {})
 		if err != nil {
 			t.Fatal(err)
 		}

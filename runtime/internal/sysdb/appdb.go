@@ -6,6 +6,8 @@ import (
 	"database/sql/driver"
 	"errors"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/jmoiron/sqlx"
 )
 
@@ -16,6 +18,7 @@ import (
 // is written once.
 type AppDB struct {
 	rw, ro *sqlx.DB // ro: lookups and read-only transactions
+	txdb   *sqlx.DB // PostgreSQL: where transactions begin (see pendingCommit)
 	sqlite bool
 	same   bool // the system database: one commit holds the writes and the checkpoint
 	rec    TxRecorder
@@ -50,15 +53,21 @@ func OpenSQLiteApp(ctx context.Context, path string) (*AppDB, error) {
 	return a, nil
 }
 
-// PostgresApp uses db (database/sql over pgx) as the application database;
-// same says it is the system database, else dbosgen's table is created in
-// schema. closeFn releases what db runs on.
-func PostgresApp(ctx context.Context, db *sql.DB, schema, appName string, same bool, closeFn func()) (*AppDB, error) {
+// PostgresApp uses pool as the application database; same says it is the
+// system database, else dbosgen's table is created in schema. closeFn
+// releases the pool when the AppDB closes.
+func PostgresApp(ctx context.Context, pool *pgxpool.Pool, schema, appName string, same bool, closeFn func()) (*AppDB, error) {
+	db := stdlib.OpenDBFromPool(pool)
+	txdb := sqlx.NewDb(openTxDB(pool), "pgx")
 	x := sqlx.NewDb(db, "pgx")
-	a := &AppDB{rw: x, ro: x, same: same, rec: NewTxRecorder(false, schema, same, appName), close: closeFn}
+	a := &AppDB{rw: x, ro: x, txdb: txdb, same: same, rec: NewTxRecorder(false, schema, same, appName), close: func() {
+		_ = txdb.Close()
+		_ = db.Close()
+		closeFn()
+	}}
 	if !same {
 		if err := MigratePostgresApp(ctx, db, schema); err != nil {
-			closeFn()
+			a.close()
 			return nil, err
 		}
 	}
@@ -75,27 +84,27 @@ func (a *AppDB) SameAsSystem() bool { return a.same }
 // driver takes no levels), and read-only transactions run on its read pool,
 // beside the writer.
 //
-// On PostgreSQL the transaction runs on a connection of its own, so that
-// RecordAndCommit can pipeline its checkpoint with its COMMIT.
+// On PostgreSQL the transaction's driver connection holds tx's
+// pendingCommit, so that RecordAndCommit can pipeline its checkpoint with
+// its COMMIT.
 func (a *AppDB) Begin(ctx context.Context, iso sql.IsolationLevel, readOnly bool) (*Tx, error) {
+	var err error
 	if a.sqlite {
 		db, opts := a.rw, (*sql.TxOptions)(nil)
 		if readOnly {
 			db, opts = a.ro, &sql.TxOptions{ReadOnly: true}
 		}
-		tx, err := db.BeginTxx(ctx, opts)
-		return &Tx{Tx: tx}, err
+		t := &Tx{}
+		t.Tx, err = db.BeginTxx(ctx, opts)
+		return t, err
 	}
-	conn, err := a.rw.Connx(ctx)
+	t := &pgTx{}
+	t.Tx.pending = &t.pending
+	t.Tx.Tx, err = a.txdb.BeginTxx(context.WithValue(ctx, pendingKey{}, &t.pending), &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
 	if err != nil {
 		return nil, err
 	}
-	tx, err := conn.BeginTxx(ctx, &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
-	if err != nil {
-		_ = conn.Close()
-		return nil, err
-	}
-	return &Tx{Tx: tx, conn: conn}, nil
+	return &t.Tx, nil
 }
 
 // Record inserts a transaction's outcome in its own transaction; false means
