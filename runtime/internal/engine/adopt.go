@@ -56,6 +56,13 @@ func (rt *Runtime) adopt(ctx context.Context, dead string) {
 		return
 	}
 	rt.log.Info("adopting the PENDING workflows of an executor whose lease expired", "from_executor", dead, "executor_id", me, "count", len(ids))
+	// Its queued workflows went back to their queues (see AdoptWorkflows):
+	// this executor looks for them now, the others at their next poll.
+	if r := rt.queueRunner.Load(); r != nil {
+		for name := range r.queues {
+			r.signal(name)
+		}
+	}
 	var rows []sysdb.WorkflowRow
 	err = rt.retryDB(ctx, func(ctx context.Context) (err error) {
 		rows, err = rt.store.Pending(ctx, me, rt.cfg.ApplicationVersion)
@@ -67,6 +74,7 @@ func (rt *Runtime) adopt(ctx context.Context, dead string) {
 		rt.log.Error("listing adopted workflows failed", "executor_id", me, "error", err)
 		return
 	}
+	// Only the PENDING ones: the queued are ENQUEUED again.
 	rows = slices.DeleteFunc(rows, func(r sysdb.WorkflowRow) bool { return !slices.Contains(ids, r.ID) })
 	rt.resumeRows(ctx, rows)
 }

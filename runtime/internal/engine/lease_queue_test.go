@@ -65,3 +65,78 @@ func TestLeaseFencedRuntimeDequeuesNothing(t *testing.T) {
 		}
 	})
 }
+
+var qAdopt = dbos.NewQueue("test-adopt", dbos.QueueOptions{WorkerConcurrency: 1})
+
+// A queued workflow of an executor that went away goes back to its queue
+// when a live executor adopts it, as DBOS's recovery does: the adopter runs
+// it within the queue's worker concurrency, after its own queued workflow,
+// not beside it. (The torture suite found adopters running more queued
+// workflows at once than the limit.)
+func TestLeaseAdoptedQueuedWorkflowKeepsWorkerConcurrency(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, url string) {
+		var mu sync.Mutex
+		running, peak, starts := 0, 0, map[int]int{}
+		release := make(chan struct{})
+		in := setBody(t, func(ctx context.Context, in input) (string, error) {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			starts[in.N]++
+			mu.Unlock()
+			defer func() {
+				mu.Lock()
+				running--
+				mu.Unlock()
+			}()
+			select {
+			case <-release:
+				return "done", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		})
+		get := func() (int, int, map[int]int) {
+			mu.Lock()
+			defer mu.Unlock()
+			s := map[int]int{}
+			for k, v := range starts {
+				s[k] = v
+			}
+			return running, peak, s
+		}
+		lease := withLease(600 * time.Millisecond)
+		leaver, lctx := launch(t, url, withExecutor("leaver"), lease)
+		in.N = 1
+		must(testWF.Enqueue(dbos.WithWorkflowID(lctx, "q-left"), qAdopt, in))
+		waitFor(t, "the leaver's queued body", func() bool { r, _, _ := get(); return r == 1 })
+		stayer, sctx := launch(t, url, withExecutor("stayer"), lease)
+		in.N = 2
+		own := must(testWF.Enqueue(dbos.WithWorkflowID(sctx, "q-own"), qAdopt, in))
+		waitFor(t, "the stayer's queued body", func() bool { r, _, _ := get(); return r == 2 })
+		shutdown(t, leaver)
+		waitFor(t, "the adoption of q-left", func() bool {
+			st, err := stayer.WorkflowStatus(sctx, "q-left")
+			return err == nil && st.ExecutorID == "stayer"
+		})
+		mu.Lock()
+		peak = running // from here on, only the stayer runs bodies
+		mu.Unlock()
+		time.Sleep(300 * time.Millisecond) // a resume beside q-own would have started by now
+		if _, p, s := get(); p > 1 || s[1] != 1 {
+			t.Fatalf("after adopting q-left the stayer ran %d queued bodies at once (worker concurrency 1); q-left started %d times",
+				p, s[1])
+		}
+		close(release)
+		if out := must(own.Result(sctx)); out != "done" {
+			t.Fatalf("q-own: %q", out)
+		}
+		left := must(dbos.RetrieveWorkflow[string](sctx, "q-left"))
+		if out := must(left.Result(sctx)); out != "done" {
+			t.Fatalf("q-left: %q", out)
+		}
+		if _, p, s := get(); p > 1 || s[1] != 2 || s[2] != 1 {
+			t.Fatalf("peak %d (worker concurrency 1); q-left started %d times, q-own %d", p, s[1], s[2])
+		}
+	})
+}

@@ -62,7 +62,9 @@ type Leases interface {
 	// adopter, with a new owner_xid as DBOS's recovery sets, and returns
 	// their IDs: each row moves once, whoever else tries, and only while
 	// marker's claim on dead is live (a restart of dead that took the lease
-	// back keeps its workflows).
+	// back keeps its workflows). A workflow dequeued from a queue is put
+	// back on it (ENQUEUED), as DBOS's recovery does, so that the queue's
+	// limits hold for whoever dequeues it next.
 	AdoptWorkflows(ctx context.Context, dead, marker, adopter, appVersion string) ([]string, error)
 	// DropLease deletes a lease row still held by instanceID.
 	DropLease(ctx context.Context, executorID, instanceID string) error
@@ -149,8 +151,13 @@ func (s *store) AdoptWorkflows(ctx context.Context, dead, marker, adopter, appVe
 	if s.dl.sqlite {
 		lock = ""
 	}
+	// A queued workflow goes back to its queue rather than to the adopter's
+	// hands: resumed at once beside the adopter's own, it would break the
+	// queue's worker concurrency.
 	rs, err := s.d.writer().Query(ctx, s.leaseSQL(`UPDATE {schema}.workflow_status
-SET executor_id = $2, owner_xid = $5, updated_at = {now}
+SET executor_id = $2, owner_xid = $5, updated_at = {now},
+	status = CASE WHEN queue_name IS NULL THEN status ELSE 'ENQUEUED' END,
+	started_at_epoch_ms = CASE WHEN queue_name IS NULL THEN started_at_epoch_ms END
 WHERE executor_id = $1 AND status = 'PENDING' AND application_version = $3
 	AND (application_name = $4 OR application_name IS NULL)
 	AND EXISTS (SELECT 1 FROM {schema}.`+executorsTable+` e
