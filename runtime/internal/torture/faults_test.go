@@ -159,6 +159,9 @@ func (d *driver) pauseWorker() bool {
 	d.mu.Unlock()
 	a := &adoption{kind: "pause", exec: p.exec, proc: p, held: d.leaseHeld(p.exec)}
 	fencesBefore := fenceCount(p.logPath)
+	// A worker whose renewal failed just before the pause (an outage) has
+	// fenced itself already: it reports nothing new when it continues.
+	fencedAtPause := fencesBefore > logCount(p.logPath, "executor lease held again")
 	base := d.disruptions()
 	a.at = time.Now()
 	_ = syscall.Kill(p.pid, syscall.SIGSTOP)
@@ -183,10 +186,10 @@ func (d *driver) pauseWorker() bool {
 		p.pauses = append(p.pauses, pauseSpan{stop: a.at, cont: cont})
 		d.mu.Unlock()
 		d.event("worker %d (pid %d, %s) continued after %v", p.n, p.pid, p.exec, cont.Sub(a.at).Round(time.Millisecond))
-		if !a.held || a.adopted.IsZero() {
+		if !a.held || a.adopted.IsZero() || fencedAtPause {
 			// Not adopted, its lease perhaps still its own; or its lease
-			// was gone before the pause (taken over after an outage) and
-			// it had reported it already.
+			// was gone or lost before the pause (after an outage) and it
+			// had reported it already.
 			return
 		}
 		// It finds its lease gone at its next renewal (a third of the
@@ -210,9 +213,12 @@ func (d *driver) pauseWorker() bool {
 }
 
 // fenceCount counts the times a worker's runtime reported its lease lost.
-func fenceCount(logPath string) int {
+func fenceCount(logPath string) int { return logCount(logPath, "executor lease lost: stopping") }
+
+// logCount counts the lines of a worker's log that hold msg.
+func logCount(logPath, msg string) int {
 	b, _ := os.ReadFile(logPath)
-	return bytes.Count(b, []byte("executor lease lost: stopping"))
+	return bytes.Count(b, []byte(msg))
 }
 
 // leaseHeld reports whether executor's lease row exists.
