@@ -38,16 +38,14 @@ type engineDriver interface {
 	// inTx runs fn in one transaction on the writer: the seam for
 	// operations of several statements.
 	inTx(ctx context.Context, fn func(querier) error) error
-}
-
-// stepRecorder is a driver with a path of its own for the hottest
-// statement, a one-row step checkpoint (hotpath_pg.go, sqlite.go).
-type stepRecorder interface {
+	// recordStep inserts one step checkpoint, the hottest statement, by a
+	// path of the engine's own (hotpath_pg.go, sqlite.go); it reports
+	// whether this call inserted it.
 	recordStep(ctx context.Context, sql string, s StepRow, appName string) (bool, error)
 }
 
-// workflowWriter is a driver with paths of its own for a workflow's start
-// and finish (hotpath_pg.go).
+// workflowWriter is the PostgreSQL driver's path for a workflow's start and
+// finish, each one data-modifying CTE (hotpath_pg.go).
 type workflowWriter interface {
 	start(ctx context.Context, sql string, r WorkflowRow, now int64, xid string, maxAttempts int, recovery bool, res *InitResult) error
 	finish(ctx context.Context, sql string, p FinishParams, now int64) (bool, error)

@@ -58,15 +58,8 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 	now := nowMS()
 	res := InitResult{Row: WorkflowRow{ID: r.ID}}
 	if s.dl.cte {
-		var err error
-		if w, ok := s.d.(workflowWriter); ok {
-			r.AppName = s.appName
-			err = w.start(ctx, s.q.init, r, now, uuid.NewString(), ip.MaxRecoveryAttempts, ip.Recovery, &res)
-		} else {
-			row := s.d.writer().QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName, r.ParentID,
-				r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Inputs, r.Attributes, ip.Recovery)
-			err = scanWorkflow(row, &res.Row, &res.Inserted)
-		}
+		r.AppName = s.appName
+		err := s.d.(workflowWriter).start(ctx, s.q.init, r, now, uuid.NewString(), ip.MaxRecoveryAttempts, ip.Recovery, &res)
 		if err != nil || res.Inserted {
 			return res, err
 		}
@@ -131,12 +124,8 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 // and the outcome in one transaction on SQLite.
 func (s *store) FinishWorkflow(ctx context.Context, p FinishParams) (bool, error) {
 	now := nowMS()
-	if f, ok := s.d.(workflowWriter); ok {
-		return f.finish(ctx, s.q.finish, p, now)
-	}
 	if s.dl.cte {
-		n, err := s.d.writer().Exec(ctx, s.q.finish, p.ID, p.Status, p.Output, p.Error, now)
-		return n == 1, err
+		return s.d.(workflowWriter).finish(ctx, s.q.finish, p, now)
 	}
 	var done bool
 	err := s.d.inTx(ctx, func(tx querier) error {
@@ -221,11 +210,7 @@ func (s *store) Steps(ctx context.Context, workflowID string) ([]StepRow, error)
 
 // recordOne inserts one step row with its own statement.
 func (s *store) recordOne(ctx context.Context, st StepRow) (bool, error) {
-	if r, ok := s.d.(stepRecorder); ok {
-		return r.recordStep(ctx, s.q.recordStep, st, s.appName)
-	}
-	n, err := s.d.writer().Exec(ctx, s.q.recordStep, stepArgs(st, s.appName)...)
-	return n == 1, err
+	return s.d.recordStep(ctx, s.q.recordStep, st, s.appName)
 }
 
 // RecordStep implements Store: one INSERT, which concurrent checkpoints may
