@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -138,5 +139,68 @@ func TestLeaseAdoptedQueuedWorkflowKeepsWorkerConcurrency(t *testing.T) {
 		if _, p, s := get(); p > 1 || s[1] != 2 || s[2] != 1 {
 			t.Fatalf("peak %d (worker concurrency 1); q-left started %d times, q-own %d", p, s[1], s[2])
 		}
+	})
+}
+
+// An executor restarted under its own ID resumes the workflows it had
+// dequeued, and they still count against the queue's worker concurrency
+// (PENDING rows of this executor on the queue), so what it dequeues next
+// waits for them: the limit holds across the restart.
+func TestRestartKeepsWorkerConcurrency(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, url string) {
+		var mu sync.Mutex
+		running, peak, starts := 0, 0, map[int]int{}
+		release := make(chan struct{})
+		in := setBody(t, func(ctx context.Context, in input) (string, error) {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			starts[in.N]++
+			mu.Unlock()
+			defer func() {
+				mu.Lock()
+				running--
+				mu.Unlock()
+			}()
+			select {
+			case <-release:
+				return "done", nil
+			case <-ctx.Done():
+				return "", ctx.Err()
+			}
+		})
+		get := func() (int, int, map[int]int) {
+			mu.Lock()
+			defer mu.Unlock()
+			return running, peak, maps.Clone(starts)
+		}
+		rt, ctx := launch(t, url, withExecutor("restarter"))
+		in.N = 1
+		must(testWF.Enqueue(dbos.WithWorkflowID(ctx, "q-first"), qAdopt, in))
+		waitFor(t, "q-first's body", func() bool { r, _, _ := get(); return r == 1 })
+		in.N = 2
+		must(testWF.Enqueue(dbos.WithWorkflowID(ctx, "q-second"), qAdopt, in))
+		shutdown(t, rt)
+		if r, p, _ := get(); r != 0 || p != 1 {
+			t.Fatalf("before the restart: %d running, peak %d", r, p)
+		}
+
+		rt, ctx = launch(t, url, withExecutor("restarter"))
+		waitFor(t, "a queued body after the restart", func() bool { r, _, _ := get(); return r == 1 })
+		time.Sleep(300 * time.Millisecond) // a second body beside it would have started by now
+		if _, p, _ := get(); p > 1 {
+			t.Fatalf("after the restart %d queued bodies ran at once (worker concurrency 1)", p)
+		}
+		close(release)
+		for _, id := range []string{"q-first", "q-second"} {
+			h := must(dbos.RetrieveWorkflow[string](ctx, id))
+			if out := must(h.Result(ctx)); out != "done" {
+				t.Fatalf("%s: %q", id, out)
+			}
+		}
+		if _, p, s := get(); p > 1 || s[1] != 2 || s[2] != 1 {
+			t.Fatalf("peak %d (worker concurrency 1); q-first started %d times, q-second %d", p, s[1], s[2])
+		}
+		_ = rt
 	})
 }

@@ -47,6 +47,7 @@ type engineDriver interface {
 // workflowWriter is the PostgreSQL driver's path for a workflow's start and
 // finish, each one data-modifying CTE (hotpath_pg.go).
 type workflowWriter interface {
+	insert(ctx context.Context, sql string, r WorkflowRow, now int64, xid string) (bool, error)
 	start(ctx context.Context, sql string, r WorkflowRow, now int64, xid string, maxAttempts int, recovery bool, res *InitResult) error
 	finish(ctx context.Context, sql string, p FinishParams, now int64) (bool, error)
 }

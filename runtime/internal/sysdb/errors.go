@@ -89,3 +89,9 @@ func IsSerializationFailure(err error) bool {
 	}
 	return false
 }
+
+// isUniqueViolation reports a PostgreSQL unique_violation (23505).
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}

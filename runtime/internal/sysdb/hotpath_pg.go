@@ -159,6 +159,19 @@ func (d pgDriver) finish(ctx context.Context, sql string, p FinishParams, now in
 	return n == 1, err
 }
 
+// insert starts a new workflow (pgInsert); false: the ID exists.
+func (d pgDriver) insert(ctx context.Context, sql string, r WorkflowRow, now int64, xid string) (bool, error) {
+	a := textArgsPool.Get().(*textArgs)
+	defer a.release()
+	a.str(r.ID).str(r.Name).str(r.ExecutorID).str(r.AppVersion).str(r.AppName).str(r.ParentID).
+		num(r.TimeoutMS).num(r.DeadlineMS).num(now).str(xid).str(r.Inputs).str(r.Attributes)
+	n, err := d.hotExec(ctx, "dbosgen_insert", sql, a, func() []any {
+		return []any{r.ID, r.Name, r.ExecutorID, r.AppVersion, r.AppName, r.ParentID, r.TimeoutMS, r.DeadlineMS,
+			now, xid, r.Inputs, r.Attributes}
+	})
+	return n == 1, err
+}
+
 // start starts or restarts a workflow (pgInit) and reads the row back.
 func (d pgDriver) start(ctx context.Context, sql string, r WorkflowRow, now int64, xid string, maxAttempts int,
 	recovery bool, res *InitResult) error {

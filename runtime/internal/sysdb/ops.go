@@ -59,7 +59,21 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 	res := InitResult{Row: WorkflowRow{ID: r.ID}}
 	if s.dl.cte {
 		r.AppName = s.appName
-		err := s.d.(workflowWriter).start(ctx, s.q.init, r, now, uuid.NewString(), ip.MaxRecoveryAttempts, ip.Recovery, &res)
+		ww, xid := s.d.(workflowWriter), uuid.NewString()
+		if !ip.Recovery {
+			// A new workflow, as most starts are: one lean statement. An
+			// inputs row left without its status row (a hand-made delete)
+			// fails it, and pgInit replaces those inputs.
+			inserted, err := ww.insert(ctx, s.q.insert, r, now, xid)
+			if err != nil && !isUniqueViolation(err) {
+				return res, err
+			}
+			if inserted {
+				res.Inserted, res.Row = true, newRow(r, now)
+				return res, nil
+			}
+		}
+		err := ww.start(ctx, s.q.init, r, now, xid, ip.MaxRecoveryAttempts, ip.Recovery, &res)
 		if err != nil || res.Inserted {
 			return res, err
 		}
@@ -89,20 +103,18 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 		return res, err
 	}
 	err := s.d.inTx(ctx, func(tx querier) error {
-		if _, err := tx.Exec(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
-			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Attributes, ip.Recovery); err != nil {
+		// No xmax on SQLite: the row is new when its creator is this call's
+		// fresh ID (the conflict branch never writes creator_xid).
+		xid, creator := uuid.NewString(), ""
+		if err := tx.QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
+			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, xid, ip.MaxRecoveryAttempts, r.Attributes, ip.Recovery).Scan(&creator); err != nil {
 			return err
 		}
 		if err := scanWorkflow(tx.QueryRow(ctx, s.q.workflow, r.ID), &res.Row); err != nil {
 			return err
 		}
-		// No xmax on SQLite: a fresh row is PENDING, counted once, created
-		// by this call and without inputs. An existing row cannot look like
-		// that: the conflict branch never writes created_at, and turns a
-		// PENDING count n into n+1, which is 1 only when n = 0, which no
-		// writer of PENDING rows leaves.
 		w := &res.Row
-		res.Inserted = w.Status == StatusPending && w.RecoveryAttempts == 1 && w.CreatedMS == now && w.Inputs == ""
+		res.Inserted = creator == xid
 		if res.Inserted {
 			w.Inputs = r.Inputs
 			if _, err := tx.Exec(ctx, s.q.insertInputs, r.ID, r.Inputs); err != nil {
@@ -118,6 +130,14 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 		return nil
 	})
 	return res, err
+}
+
+// newRow is the row a start inserts for r.
+func newRow(r WorkflowRow, now int64) WorkflowRow {
+	r.Status, r.Serialization, r.QueueName = StatusPending, FormatPortable, ""
+	r.Output, r.Error = "", ""
+	r.RecoveryAttempts, r.CreatedMS, r.UpdatedMS = 1, now, now
+	return r
 }
 
 // FinishWorkflow implements Store: one CTE on PostgreSQL, the status update

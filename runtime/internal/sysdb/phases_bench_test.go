@@ -85,7 +85,10 @@ func BenchmarkPhases(b *testing.B) {
 		b.ReportMetric(per(1), "raw-insert-ns/op")
 		b.ReportMetric(per(2)/per(0), "x-raw-start")
 		b.ReportMetric(per(3)/per(1), "x-raw-step")
-		b.ReportMetric(per(4)/per(1), "x-raw-finish")
+		// The finish writes workflow_status first, as the start does; its
+		// cost over the step's cheaper insert is shown too.
+		b.ReportMetric(per(4)/per(0), "x-raw-finish")
+		b.ReportMetric(per(4)/per(1), "x-raw-insert-finish")
 		b.ReportMetric(per(0)/per(1), "raw-status/raw-insert")
 	})
 }

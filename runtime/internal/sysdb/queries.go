@@ -50,6 +50,7 @@ type queries struct {
 	// data-modifying CTE; SQLite runs init and finish as a transaction of
 	// plain statements, the others below.
 	init, finish, cancel  string
+	insert                string // PostgreSQL only: a new workflow (pgInsert)
 	recordSteps           string // PostgreSQL only: a batch of steps
 	insertInputs, outcome string // SQLite only
 	deadLetter            string // the error of a workflow a start parked
@@ -76,6 +77,7 @@ VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7::B
 	q.deadLetter = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, error) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
 	if d.cte {
 		q.init, q.finish, q.recordSteps = d.render(pgInit), d.render(pgFinish), d.render(recordSteps)
+		q.insert = d.render(pgInsert)
 		q.cancel = d.render(cancelTree + `, c AS (` + cancelSet + `)
 SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`)
 		return q
@@ -86,7 +88,10 @@ SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`)
 WHERE workflow_uuid = $1 AND status = 'PENDING'`)
 	q.outcome = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, output, error) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
 ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excluded.error`)
-	q.insertInputs = d.render(`INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
+	// Run only for a status row just inserted: inputs found under its ID
+	// were left by a workflow deleted by hand, and are not its own.
+	q.insertInputs = d.render(`INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) VALUES ($1, $2)
+ON CONFLICT (workflow_uuid) DO UPDATE SET inputs = excluded.inputs`)
 	// SQLite has no data-modifying CTE but takes a WITH inside the subquery.
 	q.cancel = d.render(strings.Replace(cancelSet, "(SELECT id FROM tree)", "("+cancelTree+" SELECT id FROM tree)", 1))
 	return q
@@ -142,24 +147,44 @@ func quoteIdent(s string) string {
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
+// pgInsert starts a new workflow in one statement: its status row and its
+// inputs, or nothing when the ID exists. It names no other table, so that a
+// start costs about what a raw insert of the two rows does (every relation a
+// statement names costs a lock and an executor node per execution, read or
+// not); an existing ID, rare next to new ones, then goes through pgInit.
+// started_at_epoch_ms stays NULL, as DBOS leaves it: it is the time a queue
+// dequeued the workflow.
+const pgInsert = `WITH ins AS (
+	INSERT INTO {schema}.workflow_status (workflow_uuid, status, name, executor_id, application_version,
+		application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms, workflow_deadline_epoch_ms,
+		created_at, updated_at, serialization, owner_xid, creator_xid, attributes)
+	VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7::BIGINT, 0), NULLIF($8::BIGINT, 0),
+		$9, $9, 'portable_json', $10, $10, NULLIF($12::TEXT, '')::JSONB)
+	ON CONFLICT (workflow_uuid) DO NOTHING
+	RETURNING workflow_uuid
+)
+INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT workflow_uuid, $11 FROM ins`
+
 // pgInit starts or restarts a workflow in one statement: the status upsert,
-// the inputs of a new workflow, the error of one it dead-letters, and the row
-// as it stands, with its inputs and outcome.
+// the inputs of a new workflow, and the row as it stands, with its inputs
+// and outcome. Whether the start takes a PENDING row over (see takes) is
+// decided once per row, in the sub-select.
 const pgInit = `WITH ins AS (
 	INSERT INTO {schema}.workflow_status AS w (workflow_uuid, status, name, executor_id, application_version,
 		application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms, workflow_deadline_epoch_ms,
-		created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid, attributes)
+		created_at, updated_at, serialization, owner_xid, creator_xid, attributes)
 	VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7::BIGINT, 0), NULLIF($8::BIGINT, 0),
-		$9, $9, $9, 'portable_json', $10, $10, NULLIF($13::TEXT, '')::JSONB)
-	ON CONFLICT (workflow_uuid) DO UPDATE SET
-		recovery_attempts = w.recovery_attempts + CASE WHEN ` + pgTakes + ` THEN 1 ELSE 0 END,
-		status = CASE WHEN ` + pgTakes + ` AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
-		executor_id = CASE WHEN ` + pgTakes + ` THEN EXCLUDED.executor_id ELSE w.executor_id END,
-		updated_at = CASE WHEN ` + pgTakes + ` THEN EXCLUDED.updated_at ELSE w.updated_at END
+		$9, $9, 'portable_json', $10, $10, NULLIF($13::TEXT, '')::JSONB)
+	ON CONFLICT (workflow_uuid) DO UPDATE SET (recovery_attempts, status, executor_id, updated_at) = (
+		SELECT w.recovery_attempts + CASE WHEN t THEN 1 ELSE 0 END,
+			CASE WHEN t AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
+			CASE WHEN t THEN EXCLUDED.executor_id ELSE w.executor_id END,
+			CASE WHEN t THEN EXCLUDED.updated_at ELSE w.updated_at END
+		FROM (SELECT ` + pgTakes + ` AS t) x)
 	RETURNING w.*, (xmax = 0) AS inserted
 ), inp AS (
 	INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT $1, $12 FROM ins WHERE ins.inserted
-	ON CONFLICT (workflow_uuid) DO NOTHING
+	ON CONFLICT (workflow_uuid) DO UPDATE SET inputs = EXCLUDED.inputs
 )
 SELECT s.inserted, COALESCE(s.name, ''), COALESCE(s.status, ''), COALESCE(s.executor_id, ''),
 	COALESCE(s.application_version, ''), COALESCE(s.application_name, ''), COALESCE(s.queue_name, ''),
@@ -215,14 +240,14 @@ const (
 
 const sqliteInitStatus = `INSERT INTO workflow_status AS w (workflow_uuid, status, name, executor_id,
 	application_version, application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms,
-	workflow_deadline_epoch_ms, created_at, updated_at, started_at_epoch_ms, serialization, owner_xid, creator_xid, attributes)
-VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, $9, 'portable_json', $10, $10, NULLIF($12, ''))
+	workflow_deadline_epoch_ms, created_at, updated_at, serialization, owner_xid, creator_xid, attributes)
+VALUES ($1, 'PENDING', $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), 1, NULLIF($7, 0), NULLIF($8, 0), $9, $9, 'portable_json', $10, $10, NULLIF($12, ''))
 ON CONFLICT (workflow_uuid) DO UPDATE SET
 	recovery_attempts = w.recovery_attempts + CASE WHEN ` + sqliteTakes + ` THEN 1 ELSE 0 END,
 	status = CASE WHEN ` + sqliteTakes + ` AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
 	executor_id = CASE WHEN ` + sqliteTakes + ` THEN excluded.executor_id ELSE w.executor_id END,
 	updated_at = CASE WHEN ` + sqliteTakes + ` THEN excluded.updated_at ELSE w.updated_at END
-RETURNING workflow_uuid`
+RETURNING COALESCE(creator_xid, '')`
 
 // recordSteps is recordStep for many rows in one statement (PostgreSQL):
 // the rows come as arrays, so one statement text serves every batch size and

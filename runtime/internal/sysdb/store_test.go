@@ -297,6 +297,32 @@ func TestInitWorkflowInsert(t *testing.T) {
 	})
 }
 
+// A new workflow's start leaves started_at_epoch_ms NULL, as DBOS does (it
+// is the time a queue dequeued the workflow), and takes the place of inputs
+// a workflow deleted by hand left under its ID.
+func TestInitWorkflowStrayInputs(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		s := tg.migrated(t)
+		tg.exec(t, `INSERT INTO {schema}workflow_input (workflow_uuid, inputs) VALUES ('stray', '["old"]')`)
+		r := mustInit(t, s, initParams("stray"))
+		if !r.Inserted || r.Row.Inputs != `["in"]` {
+			t.Errorf("start over stray inputs: inserted=%v inputs=%s", r.Inserted, r.Row.Inputs)
+		}
+		w, err := s.Workflow(context.Background(), "stray")
+		if err != nil || w.Inputs != `["in"]` || w.Status != StatusPending {
+			t.Errorf("stored: %+v, %v", w, err)
+		}
+		var started sql.NullInt64
+		q := `SELECT started_at_epoch_ms FROM workflow_status WHERE workflow_uuid = 'stray'`
+		if tg.engine == "postgres" {
+			q = strings.Replace(q, "workflow_status", "dbos.workflow_status", 1)
+		}
+		if err := tg.sqlDB(t).QueryRow(q).Scan(&started); err != nil || started.Valid {
+			t.Errorf("started_at_epoch_ms = %v, %v; want NULL", started, err)
+		}
+	})
+}
+
 func TestInitWorkflowExisting(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, tg *target) {
 		ctx := context.Background()
