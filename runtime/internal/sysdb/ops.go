@@ -52,7 +52,7 @@ func (s *store) SetBatching(on bool) {
 
 // InitWorkflow implements Store. On PostgreSQL it is one data-modifying CTE
 // (pgInit); on SQLite, which has none, a short transaction of the same
-// statements on the single write connection (no round trips to save).
+// statements on the single write connection (sqliteDriver.start).
 func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, error) {
 	r := ip.Row
 	now := nowMS()
@@ -88,56 +88,17 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 		}
 		return res, err
 	}
-	err := s.d.inTx(ctx, func(tx querier) error {
-		if _, err := tx.Exec(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
-			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, uuid.NewString(), ip.MaxRecoveryAttempts, r.Attributes, ip.Recovery); err != nil {
-			return err
-		}
-		if err := scanWorkflow(tx.QueryRow(ctx, s.q.workflow, r.ID), &res.Row); err != nil {
-			return err
-		}
-		// No xmax on SQLite: a fresh row is PENDING, counted once, created
-		// by this call and without inputs. An existing row cannot look like
-		// that: the conflict branch never writes created_at, and turns a
-		// PENDING count n into n+1, which is 1 only when n = 0, which no
-		// writer of PENDING rows leaves.
-		w := &res.Row
-		res.Inserted = w.Status == StatusPending && w.RecoveryAttempts == 1 && w.CreatedMS == now && w.Inputs == ""
-		if res.Inserted {
-			w.Inputs = r.Inputs
-			if _, err := tx.Exec(ctx, s.q.insertInputs, r.ID, r.Inputs); err != nil {
-				return err
-			}
-		}
-		if w.Status == StatusDeadLetter && w.Error == "" && ip.DeadLetterError != nil {
-			w.Error = ip.DeadLetterError()
-			if _, err := tx.Exec(ctx, s.q.deadLetter, r.ID, w.Error); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return res, err
+	return s.d.(*sqliteDriver).start(ctx, ip, s.appName, now)
 }
 
 // FinishWorkflow implements Store: one CTE on PostgreSQL, the status update
-// and the outcome in one transaction on SQLite.
+// and the outcome in one transaction on SQLite (sqliteDriver.finish).
 func (s *store) FinishWorkflow(ctx context.Context, p FinishParams) (bool, error) {
 	now := nowMS()
 	if s.dl.cte {
 		return s.d.(workflowWriter).finish(ctx, s.q.finish, p, now)
 	}
-	var done bool
-	err := s.d.inTx(ctx, func(tx querier) error {
-		n, err := tx.Exec(ctx, s.q.finish, p.ID, p.Status, now)
-		if err != nil || n != 1 {
-			return err
-		}
-		done = true
-		_, err = tx.Exec(ctx, s.q.outcome, p.ID, p.Output, p.Error)
-		return err
-	})
-	return done, err
+	return s.d.(*sqliteDriver).finish(ctx, p, now)
 }
 
 // Workflow implements Store.

@@ -52,6 +52,7 @@ type queries struct {
 	init, finish, cancel  string
 	recordSteps           string // PostgreSQL only: a batch of steps
 	insertInputs, outcome string // SQLite only
+	insertNewInputs       string // SQLite only: a new workflow's inputs
 	deadLetter            string // the error of a workflow a start parked
 }
 
@@ -86,6 +87,7 @@ SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`)
 WHERE workflow_uuid = $1 AND status = 'PENDING'`)
 	q.outcome = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, output, error) VALUES ($1, NULLIF($2, ''), NULLIF($3, ''))
 ON CONFLICT (workflow_uuid) DO UPDATE SET output = excluded.output, error = excluded.error`)
+	q.insertNewInputs = d.render(insertNewInputs)
 	q.insertInputs = d.render(`INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
 	// SQLite has no data-modifying CTE but takes a WITH inside the subquery.
 	q.cancel = d.render(strings.Replace(cancelSet, "(SELECT id FROM tree)", "("+cancelTree+" SELECT id FROM tree)", 1))
@@ -221,8 +223,20 @@ ON CONFLICT (workflow_uuid) DO UPDATE SET
 	recovery_attempts = w.recovery_attempts + CASE WHEN ` + sqliteTakes + ` THEN 1 ELSE 0 END,
 	status = CASE WHEN ` + sqliteTakes + ` AND w.recovery_attempts > $11 THEN 'MAX_RECOVERY_ATTEMPTS_EXCEEDED' ELSE w.status END,
 	executor_id = CASE WHEN ` + sqliteTakes + ` THEN excluded.executor_id ELSE w.executor_id END,
-	updated_at = CASE WHEN ` + sqliteTakes + ` THEN excluded.updated_at ELSE w.updated_at END
-RETURNING workflow_uuid`
+	updated_at = CASE WHEN ` + sqliteTakes + ` THEN excluded.updated_at ELSE w.updated_at END`
+
+// insertNewInputs stores the inputs of a workflow whose status row the start
+// ($3: its time) has just inserted, and of no other: SQLite has no xmax to
+// tell an inserted row from an updated one. A fresh row is PENDING, counted
+// once, created by this call and without inputs. An existing row cannot look
+// like that: the conflict branch never writes created_at, and turns a
+// PENDING count n into n+1, which is 1 only when n = 0, which no writer of
+// PENDING rows leaves; and an existing workflow has its inputs row.
+const insertNewInputs = `INSERT INTO workflow_input (workflow_uuid, inputs)
+SELECT s.workflow_uuid, $2 FROM workflow_status s
+WHERE s.workflow_uuid = $1 AND s.status = 'PENDING' AND s.recovery_attempts = 1 AND s.created_at = $3
+	AND COALESCE(s.inputs, '') = ''
+ON CONFLICT (workflow_uuid) DO NOTHING`
 
 // recordSteps is recordStep for many rows in one statement (PostgreSQL):
 // the rows come as arrays, so one statement text serves every batch size and
