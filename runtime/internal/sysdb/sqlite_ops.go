@@ -11,12 +11,13 @@ import (
 // has no data-modifying CTE; each is a short transaction of plain statements
 // (one statement for a step), and no round trip is saved by merging them.
 
-// stepValues are the step statement's arguments (recordStep's parameters).
-func (d *sqliteDriver) stepValues(s StepRow) []any {
+// stepValues are the step statement's arguments (recordStep's parameters),
+// in an array its caller keeps on its stack.
+func (d *sqliteDriver) stepValues(s StepRow) [9]any {
 	if s.CompletedMS == 0 {
 		s.CompletedMS = nowMS()
 	}
-	return []any{s.WorkflowID, int64(s.StepID), s.Name, orNull(s.Output), orNull(s.Error), orNull(s.ChildID),
+	return [9]any{s.WorkflowID, int64(s.StepID), s.Name, orNull(s.Output), orNull(s.Error), orNull(s.ChildID),
 		s.StartedMS, s.CompletedMS, d.app}
 }
 
@@ -26,7 +27,8 @@ func (d *sqliteDriver) stepValues(s StepRow) []any {
 func (d *sqliteDriver) recordStep(_ context.Context, _ string, s StepRow, _ string) (bool, error) {
 	var n int64
 	err := d.wr.run(context.Background(), func(c wconn) (err error) {
-		n, err = c.exec(wStep, d.stepValues(s)...)
+		v := d.stepValues(s)
+		n, err = c.exec(wStep, v[:]...)
 		return err
 	})
 	return n == 1, err
@@ -39,7 +41,8 @@ func (d *sqliteDriver) recordSteps(ctx context.Context, rows []StepRow) ([]bool,
 	inserted := make([]bool, len(rows))
 	err := d.wr.inTx(ctx, func(c wconn) error {
 		for i, r := range rows {
-			n, err := c.exec(wStep, d.stepValues(r)...)
+			v := d.stepValues(r)
+			n, err := c.exec(wStep, v[:]...)
 			if err != nil {
 				return err
 			}
@@ -79,12 +82,17 @@ func (d *sqliteDriver) start(ctx context.Context, ip InitParams, appName string,
 				CreatedMS: now, UpdatedMS: now, Attributes: r.Attributes}
 			return nil
 		}
-		w := &res.Row
+		// Scanned apart from res: what scanning takes the address of goes
+		// to the heap, and only this path should pay for it.
+		w := new(WorkflowRow)
+		w.ID = r.ID
 		if err := scanWorkflow(wrow{c, wWorkflow, []any{r.ID}}, w); err != nil {
 			return err
 		}
+		res.Row = *w
 		if w.Status == StatusDeadLetter && w.Error == "" && ip.DeadLetterError != nil {
 			w.Error = ip.DeadLetterError()
+			res.Row.Error = w.Error
 			if _, err := c.exec(wDeadLetter, r.ID, w.Error); err != nil {
 				return err
 			}

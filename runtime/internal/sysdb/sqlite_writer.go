@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
-	"errors"
 	"fmt"
 	"io"
 	"regexp"
@@ -129,10 +128,12 @@ func (w *sqliteWriter) inTx(ctx context.Context, fn func(c wconn) error) error {
 			return err
 		}
 		if err := fn(c); err != nil {
-			return errors.Join(err, tx.Rollback())
+			_ = tx.Rollback()
+			return err
 		}
 		if err := ctx.Err(); err != nil {
-			return errors.Join(err, tx.Rollback())
+			_ = tx.Rollback()
+			return err
 		}
 		return tx.Commit()
 	})
