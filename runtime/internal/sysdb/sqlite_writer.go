@@ -26,6 +26,14 @@ import (
 // Everything below the write connection is used only by whoever holds that
 // connection (inside sql.Conn.Raw), and database/sql hands it to one caller at
 // a time: that is the lock of the fields marked so.
+//
+// The statements live as long as the connection, which the pool settings
+// OpenSQLite makes (no lifetime, no idle timeout) keep for the store's life.
+// Should the pool replace it (a connection the driver reports unusable, or
+// settings an application changed), the old statements cannot be finalized
+// (the closed connection's driver state is gone) and SQLite keeps that
+// connection's memory for them: changing the write pool's settings is not
+// supported.
 type sqliteWriter struct {
 	db    *sql.DB
 	stmts [nWriterStmts]positional
