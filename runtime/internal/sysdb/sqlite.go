@@ -156,7 +156,8 @@ func (s *SQLite) Path() string { return s.path }
 func (s *SQLite) DB() *sql.DB { return s.w }
 
 // WriteDB is the single-connection pool every write goes through; it is the
-// same handle as DB.
+// same handle as DB. Leave its pool settings as they are: the store keeps
+// statements prepared on its one connection for as long as that lives.
 func (s *SQLite) WriteDB() *sql.DB { return s.w }
 
 // ReadDB is the read-only pool (query_only connections); use it for queries
