@@ -23,36 +23,8 @@ func (s *store) recordStepsPG(ctx context.Context, batch []StepRow) ([]bool, err
 	return all, nil
 }
 
-// recordStepsTx inserts rows in one transaction: one commit (SQLite: one
+// recordStepsTx inserts rows in one transaction on SQLite: one commit (one
 // fsync of the single writer) for all of them.
 func (s *store) recordStepsTx(ctx context.Context, rows []StepRow) ([]bool, error) {
-	inserted := map[stepKey]bool{}
-	err := s.d.inTx(ctx, func(tx querier) error {
-		for _, r := range rows {
-			n, err := tx.Exec(ctx, s.q.recordStep, stepArgs(r, s.appName)...)
-			if err != nil {
-				return err
-			}
-			if n == 1 {
-				inserted[stepKey{r.WorkflowID, r.StepID}] = true
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return claimed(rows, inserted), nil
-}
-
-// claimed says which rows were inserted; of two rows with one key in a
-// batch, only the first can have been.
-func claimed(rows []StepRow, inserted map[stepKey]bool) []bool {
-	out := make([]bool, len(rows))
-	for i, r := range rows {
-		k := stepKey{r.WorkflowID, r.StepID}
-		out[i] = inserted[k]
-		delete(inserted, k)
-	}
-	return out
+	return s.d.(*sqliteDriver).recordSteps(ctx, rows)
 }

@@ -52,7 +52,7 @@ func (s *store) SetBatching(on bool) {
 
 // InitWorkflow implements Store. On PostgreSQL it is one data-modifying CTE
 // (pgInit); on SQLite, which has none, a short transaction of the same
-// statements on the single write connection (no round trips to save).
+// statements on the single write connection (sqliteDriver.start).
 func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, error) {
 	r := ip.Row
 	now := nowMS()
@@ -102,34 +102,7 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 		}
 		return res, err
 	}
-	err := s.d.inTx(ctx, func(tx querier) error {
-		// No xmax on SQLite: the row is new when its creator is this call's
-		// fresh ID (the conflict branch never writes creator_xid).
-		xid, creator := uuid.NewString(), ""
-		if err := tx.QueryRow(ctx, s.q.init, r.ID, r.Name, r.ExecutorID, r.AppVersion, s.appName,
-			r.ParentID, r.TimeoutMS, r.DeadlineMS, now, xid, ip.MaxRecoveryAttempts, r.Attributes, ip.Recovery).Scan(&creator); err != nil {
-			return err
-		}
-		if err := scanWorkflow(tx.QueryRow(ctx, s.q.workflow, r.ID), &res.Row); err != nil {
-			return err
-		}
-		w := &res.Row
-		res.Inserted = creator == xid
-		if res.Inserted {
-			w.Inputs = r.Inputs
-			if _, err := tx.Exec(ctx, s.q.insertInputs, r.ID, r.Inputs); err != nil {
-				return err
-			}
-		}
-		if w.Status == StatusDeadLetter && w.Error == "" && ip.DeadLetterError != nil {
-			w.Error = ip.DeadLetterError()
-			if _, err := tx.Exec(ctx, s.q.deadLetter, r.ID, w.Error); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	return res, err
+	return s.d.(*sqliteDriver).start(ctx, ip, s.appName, now)
 }
 
 // newRow is the row a start inserts for r.
@@ -141,23 +114,13 @@ func newRow(r WorkflowRow, now int64) WorkflowRow {
 }
 
 // FinishWorkflow implements Store: one CTE on PostgreSQL, the status update
-// and the outcome in one transaction on SQLite.
+// and the outcome in one transaction on SQLite (sqliteDriver.finish).
 func (s *store) FinishWorkflow(ctx context.Context, p FinishParams) (bool, error) {
 	now := nowMS()
 	if s.dl.cte {
 		return s.d.(workflowWriter).finish(ctx, s.q.finish, p, now)
 	}
-	var done bool
-	err := s.d.inTx(ctx, func(tx querier) error {
-		n, err := tx.Exec(ctx, s.q.finish, p.ID, p.Status, now)
-		if err != nil || n != 1 {
-			return err
-		}
-		done = true
-		_, err = tx.Exec(ctx, s.q.outcome, p.ID, p.Output, p.Error)
-		return err
-	})
-	return done, err
+	return s.d.(*sqliteDriver).finish(ctx, p, now)
 }
 
 // Workflow implements Store.

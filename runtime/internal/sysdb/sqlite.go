@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // driver "sqlite": pure Go, no cgo
@@ -140,7 +139,9 @@ func OpenSQLite(ctx context.Context, path, appName string) (*SQLite, error) {
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
 	s := &SQLite{path: abs, w: w, r: r}
-	s.store = newStore(&sqliteDriver{w: w, r: r}, sqliteDialect, appName)
+	d := &sqliteDriver{w: w, r: r, app: orNull(appName)}
+	s.store = newStore(d, sqliteDialect, appName)
+	d.wr = newSQLiteWriter(w, s.store.q)
 	s.hub = newNotifier(nil)
 	return s, nil
 }
@@ -155,7 +156,8 @@ func (s *SQLite) Path() string { return s.path }
 func (s *SQLite) DB() *sql.DB { return s.w }
 
 // WriteDB is the single-connection pool every write goes through; it is the
-// same handle as DB.
+// same handle as DB. Leave its pool settings as they are: the store keeps
+// statements prepared on its one connection for as long as that lives.
 func (s *SQLite) WriteDB() *sql.DB { return s.w }
 
 // ReadDB is the read-only pool (query_only connections); use it for queries
@@ -164,40 +166,22 @@ func (s *SQLite) ReadDB() *sql.DB { return s.r }
 
 // Close closes both pools.
 func (s *SQLite) Close() {
+	s.d.(*sqliteDriver).wr.close()
 	s.r.Close()
 	s.w.Close()
 }
 
 // sqliteDriver writes through the single write connection and reads
-// through the read pool.
+// through the read pool; a workflow's start, steps and finish go below
+// database/sql (sqliteWriter).
 type sqliteDriver struct {
 	w, r *sql.DB
-
-	// step is the one-row checkpoint, prepared once on the writer: SQLite
-	// would otherwise compile it anew for every step.
-	stepOnce sync.Once
-	step     *sql.Stmt
-	stepErr  error
+	wr   *sqliteWriter
+	app  any // application_name as the writer binds it, boxed once
 }
 
 func (d *sqliteDriver) writer() querier { return sqlQuerier{d.w} }
 func (d *sqliteDriver) reader() querier { return sqlQuerier{d.r} }
-
-func (d *sqliteDriver) recordStep(ctx context.Context, query string, s StepRow, appName string) (bool, error) {
-	d.stepOnce.Do(func() { d.step, d.stepErr = d.w.PrepareContext(context.Background(), query) })
-	if d.stepErr != nil {
-		return false, d.stepErr
-	}
-	// Not the caller's context: with one, the driver starts a goroutine per
-	// statement to watch it, for a local write that busy_timeout bounds
-	// already; a cancelled workflow stops at its next step instead.
-	res, err := d.step.ExecContext(context.Background(), stepArgs(s, appName)...)
-	if err != nil {
-		return false, err
-	}
-	n, err := res.RowsAffected()
-	return n == 1, err
-}
 
 func (d *sqliteDriver) inTx(ctx context.Context, fn func(querier) error) error {
 	tx, err := d.w.BeginTx(ctx, nil)

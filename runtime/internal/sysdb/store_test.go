@@ -264,7 +264,8 @@ func TestInitWorkflowInsert(t *testing.T) {
 		p.Row.ParentID = "parent"
 		p.Row.TimeoutMS = 1500
 		p.Row.DeadlineMS = 1_900_000_000_000
-		p.Row.Status = StatusSuccess // ignored
+		p.Row.Attributes = `{"k": "v"}` // as PostgreSQL prints JSONB
+		p.Row.Status = StatusSuccess    // ignored
 		before := time.Now().UnixMilli()
 		r := mustInit(t, s, p)
 		if !r.Inserted {
