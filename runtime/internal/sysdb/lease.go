@@ -77,7 +77,7 @@ type Leases interface {
 // pgNowMS is the database's clock in unix ms; sqliteNowMS is its SQLite twin.
 const pgNowMS = `(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT`
 
-func (s *store) leaseSQL(q string) string { return s.dl.render(q) }
+func (s *store) leaseSQL(q string) string { return s.dl.cached(q) }
 
 // AcquireLease implements Leases: one upsert.
 func (s *store) AcquireLease(ctx context.Context, h Holder, lease time.Duration, replace string) (bool, error) {

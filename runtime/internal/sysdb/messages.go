@@ -133,7 +133,7 @@ func (s *store) signal(channel, payload string) {
 func (s *store) withStep(ctx context.Context, step *StepRow, write func(tx querier) error) (StepRow, bool, error) {
 	err := s.d.inTx(ctx, func(tx querier) error {
 		if step != nil {
-			n, err := tx.Exec(ctx, s.dl.render(msgRecordStep), stepRowArgs(*step, s.appName)...)
+			n, err := tx.Exec(ctx, s.dl.cached(msgRecordStep), stepRowArgs(*step, s.appName)...)
 			if err != nil {
 				return err
 			}
@@ -192,12 +192,12 @@ func (s *store) Send(ctx context.Context, m Message, step *StepRow) (StepRow, bo
 // does not enforce DBOS's foreign key): nothing inserted is either a
 // missing destination or an idempotency key used already.
 func (s *store) insertMessage(ctx context.Context, q querier, m Message, topic string) error {
-	n, err := q.Exec(ctx, s.dl.render(msgSend), m.Destination, topic, m.Value, m.Serialization, m.MessageUUID, nowMS())
+	n, err := q.Exec(ctx, s.dl.cached(msgSend), m.Destination, topic, m.Value, m.Serialization, m.MessageUUID, nowMS())
 	if err != nil || n == 1 {
 		return err
 	}
 	var exists bool
-	if err := q.QueryRow(ctx, s.dl.render(msgWorkflowExists), m.Destination).Scan(&exists); err != nil {
+	if err := q.QueryRow(ctx, s.dl.cached(msgWorkflowExists), m.Destination).Scan(&exists); err != nil {
 		return err
 	}
 	if !exists {
@@ -209,7 +209,7 @@ func (s *store) insertMessage(ctx context.Context, q querier, m Message, topic s
 // HasMessage implements Messaging.
 func (s *store) HasMessage(ctx context.Context, destination, topic string) (bool, error) {
 	var ok bool
-	err := s.d.reader().QueryRow(ctx, s.dl.render(msgPending), destination, TopicOrNull(topic)).Scan(&ok)
+	err := s.d.reader().QueryRow(ctx, s.dl.cached(msgPending), destination, TopicOrNull(topic)).Scan(&ok)
 	return ok, err
 }
 
@@ -229,7 +229,7 @@ func (s *store) Recv(ctx context.Context, destination, topic string, step StepRo
 	got := step
 	err := s.d.inTx(ctx, func(tx querier) error {
 		var msg, format *string
-		err := tx.QueryRow(ctx, s.dl.render(msgConsume), destination, TopicOrNull(topic), step.StepID).Scan(&msg, &format)
+		err := tx.QueryRow(ctx, s.dl.cached(msgConsume), destination, TopicOrNull(topic), step.StepID).Scan(&msg, &format)
 		if isNoRows(err) && !orTimeout {
 			return errNothingYet
 		}
@@ -243,7 +243,7 @@ func (s *store) Recv(ctx context.Context, destination, topic string, step StepRo
 				got.Serialization = *format
 			}
 		}
-		n, err := tx.Exec(ctx, s.dl.render(msgRecordStep), stepRowArgs(got, s.appName)...)
+		n, err := tx.Exec(ctx, s.dl.cached(msgRecordStep), stepRowArgs(got, s.appName)...)
 		if err == nil && n == 0 {
 			return errStepTaken
 		}
@@ -270,10 +270,10 @@ func (s *store) SetEvent(ctx context.Context, ev Event, step StepRow) (StepRow, 
 		return s.pgWrite(ctx, pgSetEvent, step, nil, ev.Key, ev.Value, ev.Serialization)
 	}
 	stored, fresh, err := s.withStep(ctx, &step, func(tx querier) error {
-		if _, err := tx.Exec(ctx, s.dl.render(msgSetEvent), ev.WorkflowID, ev.Key, ev.Value, ev.Serialization); err != nil {
+		if _, err := tx.Exec(ctx, s.dl.cached(msgSetEvent), ev.WorkflowID, ev.Key, ev.Value, ev.Serialization); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, s.dl.render(msgEventHistory), ev.WorkflowID, step.StepID, ev.Key, ev.Value, ev.Serialization); err != nil {
+		if _, err := tx.Exec(ctx, s.dl.cached(msgEventHistory), ev.WorkflowID, step.StepID, ev.Key, ev.Value, ev.Serialization); err != nil {
 			return err
 		}
 		return s.notifyInTx(ctx, tx, EventsChannel, Payload(ev.WorkflowID, ev.Key))
@@ -297,7 +297,7 @@ func (s *store) notifyInTx(ctx context.Context, tx querier, channel, payload str
 func (s *store) GetEvent(ctx context.Context, workflowID, key string) (Event, bool, error) {
 	ev := Event{WorkflowID: workflowID, Key: key}
 	var format *string
-	err := s.d.reader().QueryRow(ctx, s.dl.render(msgGetEvent), workflowID, key).Scan(&ev.Value, &format)
+	err := s.d.reader().QueryRow(ctx, s.dl.cached(msgGetEvent), workflowID, key).Scan(&ev.Value, &format)
 	if isNoRows(err) {
 		return ev, false, nil
 	}
@@ -320,7 +320,7 @@ func (s *store) WriteStream(ctx context.Context, ev Event, step StepRow) (StepRo
 	}
 	stored, fresh, err := s.withStep(ctx, &step, func(tx querier) error {
 		var closed bool
-		if err := tx.QueryRow(ctx, s.dl.render(msgStreamClosed), ev.WorkflowID, ev.Key, StreamClosed).Scan(&closed); err != nil {
+		if err := tx.QueryRow(ctx, s.dl.cached(msgStreamClosed), ev.WorkflowID, ev.Key, StreamClosed).Scan(&closed); err != nil {
 			return err
 		}
 		if closed {
@@ -330,7 +330,7 @@ func (s *store) WriteStream(ctx context.Context, ev Event, step StepRow) (StepRo
 		if ev.Value == StreamClosed {
 			format = nil // the marker is not a value: DBOS writes it with no format
 		}
-		if _, err := tx.Exec(ctx, s.dl.render(msgStreamWrite), ev.WorkflowID, ev.Key, ev.Value, step.StepID, format); err != nil {
+		if _, err := tx.Exec(ctx, s.dl.cached(msgStreamWrite), ev.WorkflowID, ev.Key, ev.Value, step.StepID, format); err != nil {
 			return err
 		}
 		return s.notifyInTx(ctx, tx, StreamsChannel, Payload(ev.WorkflowID, ev.Key))
@@ -343,7 +343,7 @@ func (s *store) WriteStream(ctx context.Context, ev Event, step StepRow) (StepRo
 
 // ReadStream implements Messaging.
 func (s *store) ReadStream(ctx context.Context, workflowID, key string, from int) ([]StreamValue, bool, error) {
-	rs, err := s.d.reader().Query(ctx, s.dl.render(msgStreamRead), workflowID, key, from)
+	rs, err := s.d.reader().Query(ctx, s.dl.cached(msgStreamRead), workflowID, key, from)
 	if err != nil {
 		return nil, false, err
 	}
@@ -370,7 +370,7 @@ func (s *store) ReadStream(ctx context.Context, workflowID, key string, from int
 // RecordStepAs records a step like RecordStep, keeping step.Serialization
 // (a value recorded as it was read, in the format its writer chose).
 func (s *store) RecordStepAs(ctx context.Context, step StepRow) (StepRow, bool, error) {
-	n, err := s.d.writer().Exec(ctx, s.dl.render(msgRecordStep), stepRowArgs(step, s.appName)...)
+	n, err := s.d.writer().Exec(ctx, s.dl.cached(msgRecordStep), stepRowArgs(step, s.appName)...)
 	if err != nil {
 		return StepRow{}, false, err
 	}

@@ -101,7 +101,7 @@ func pgStepArgs(s StepRow, appName string) []any {
 // pgStepWrite runs one of the statements above; recorded reports whether
 // it recorded the step (a row came back).
 func (s *store) pgStepWrite(ctx context.Context, q string, step StepRow, args ...any) (recorded bool, err error) {
-	rs, err := s.d.writer().Query(ctx, s.dl.render(q), append(pgStepArgs(step, s.appName), args...)...)
+	rs, err := s.d.writer().Query(ctx, s.dl.cached(q), append(pgStepArgs(step, s.appName), args...)...)
 	if err != nil {
 		return false, err
 	}
@@ -145,7 +145,7 @@ func (s *store) pgRecv(ctx context.Context, destination, topic string, step Step
 	got := step
 	var picked, recorded bool
 	args := append(pgStepArgs(step, s.appName), destination, TopicOrNull(topic), orTimeout)
-	if err := s.d.writer().QueryRow(ctx, s.dl.render(pgRecv), args...).Scan(&picked, &recorded, &got.Output, &got.Serialization); err != nil {
+	if err := s.d.writer().QueryRow(ctx, s.dl.cached(pgRecv), args...).Scan(&picked, &recorded, &got.Output, &got.Serialization); err != nil {
 		return RecvResult{}, err
 	}
 	if recorded {

@@ -166,8 +166,8 @@ func (s *store) Cancelled(ctx context.Context, ids []string) ([]string, error) {
 			args[i] = id
 			marks[i] = s.dl.param(i + 1)
 		}
-		q := s.dl.render(`SELECT workflow_uuid FROM {schema}.workflow_status WHERE status = 'CANCELLED' AND workflow_uuid IN (` +
-			strings.Join(marks, ", ") + `)`)
+		q := s.dl.cached(`SELECT workflow_uuid FROM {schema}.workflow_status WHERE status = 'CANCELLED' AND workflow_uuid IN (`) +
+			strings.Join(marks, ", ") + `)`
 		rs, err := s.d.reader().Query(ctx, q, args...)
 		got, err := collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
 		if err != nil {

@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // The canonical queries, written once in PostgreSQL's syntax with {schema}.
@@ -140,6 +141,24 @@ func (d dialect) render(q string) string {
 	q = strings.NewReplacer("{schema}.", "", "{now}", sqliteNowMS).Replace(q)
 	q = pgCast.ReplaceAllString(q, "")
 	return pgParam.ReplaceAllString(q, "?$1")
+}
+
+// rendered caches statements rendered for a dialect.
+var rendered sync.Map // dialect + query -> string
+
+// cached is render, once per dialect and statement: for the statements
+// sent again and again, written as constants.
+func (d dialect) cached(q string) string {
+	key := d.schema + "\x00" + q
+	if d.sqlite {
+		key = "sqlite\x00" + q
+	}
+	if r, ok := rendered.Load(key); ok {
+		return r.(string)
+	}
+	r := d.render(q)
+	rendered.Store(key, r)
+	return r
 }
 
 // quoteIdent quotes a PostgreSQL identifier.

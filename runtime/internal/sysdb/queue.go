@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -120,22 +119,6 @@ SELECT workflow_uuid FROM ins, pg_notify('` + QueueChannel + `', $3)`
 
 // pgEnqueueQuiet is pgEnqueue without the NOTIFY.
 var pgEnqueueQuiet = strings.Replace(pgEnqueue, `FROM ins, pg_notify('`+QueueChannel+`', $3)`, `FROM ins WHERE $3 <> ''`, 1)
-
-// rendered caches statements rendered for a dialect.
-var rendered sync.Map // dialect + query -> string
-
-func (d dialect) cached(q string) string {
-	key := d.schema + "\x00" + q
-	if d.sqlite {
-		key = "sqlite\x00" + q
-	}
-	if r, ok := rendered.Load(key); ok {
-		return r.(string)
-	}
-	r := d.render(q)
-	rendered.Store(key, r)
-	return r
-}
 
 // Enqueue implements Queuer.
 func (s *store) Enqueue(ctx context.Context, p EnqueueParams) (EnqueueResult, error) {
