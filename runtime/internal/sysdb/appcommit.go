@@ -59,10 +59,7 @@ func (a *AppDB) RecordAndCommit(ctx context.Context, tx *Tx, s StepRow) CommitOu
 		}
 		return CommitOutcome{Recorded: true, CommitErr: tx.Commit()}
 	}
-	if err := p.arm(a.rec.strict, a.rec.args(s)); err != nil {
-		_ = tx.Rollback()
-		return CommitOutcome{RecordErr: err}
-	}
+	p.arm(&a.rec, s)
 	err := tx.Commit()
 	if !p.sent {
 		// database/sql refused before the driver sent anything: the
