@@ -129,8 +129,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 	wf := workflowFrom(ctx)
 	if wf == nil {
 		out, _, err := runTx(ctx, rt, opts, TransactionAttempt{StepInfo: StepInfo{Name: opts.Name, MaxAttempts: 1}}, nil, fn)
-		var infra *infraError
-		if errors.As(err, &infra) {
+		if infra, ok := errorAs[*infraError](err); ok {
 			err = infra.err
 		}
 		return out, err
@@ -164,7 +163,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		rowp = nil // a read-only transaction cannot write its checkpoint; it has no effects to protect
 	}
 	out, rec, err := runTx(ctx, rt, opts, at, rowp, fn)
-	var infra *infraError
+	infra, isInfra := errorAs[*infraError](err)
 	switch {
 	case errors.Is(err, errAlreadyRecorded):
 		if rt.app.SameAsSystem() {
@@ -175,7 +174,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		return out, err // interrupted: not an outcome
 	case err != nil && wf.aborted() != nil:
 		return out, err
-	case errors.As(err, &infra):
+	case isInfra:
 		// Not the function's outcome: leave the step unrecorded and the
 		// workflow PENDING; recovery finds what, if anything, committed.
 		return out, wf.abort(infra.err)
@@ -232,14 +231,13 @@ func runTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, at
 		actx := rt.obs.TransactionStarted(ctx, at)
 		out, rec, err := tryTx(actx, rt, opts, at.StepInfo, row, fn)
 		end := TransactionAttemptEnd{TransactionAttempt: at}
-		endCtx := context.WithoutCancel(actx)
-		var again *retryError
-		if !errors.As(err, &again) {
-			var infra *infraError
-			switch {
+		endCtx := actx // may be cancelled: the end of an attempt is reported all the same
+		again, ok := errorAs[*retryError](err)
+		if !ok {
+			switch infra, isInfra := errorAs[*infraError](err); {
 			case errors.Is(err, errAlreadyRecorded):
 				end.Superseded = true
-			case errors.As(err, &infra):
+			case isInfra:
 				end.Err = infra.err
 			default:
 				end.Err = err
@@ -267,6 +265,19 @@ func runTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, at
 		}
 		delay = min(delay*2, time.Second)
 	}
+}
+
+// errorAs is errors.As returning the match. Its target escapes to the heap,
+// so it is declared only for an error: a transaction that succeeded
+// allocates nothing to learn it.
+func errorAs[T error](err error) (T, bool) {
+	if err == nil {
+		var zero T
+		return zero, false
+	}
+	var target T
+	ok := errors.As(err, &target)
+	return target, ok
 }
 
 // retryable wraps err for another attempt if the transaction lost a

@@ -141,7 +141,6 @@ func (p *pendingCommit) pipelineCommit() CommitOutcome {
 	if begin {
 		insertAt = 1
 	}
-	var pgErr *pgconn.PgError
 	switch {
 	case err != nil:
 		// No answer from the server: whether the COMMIT landed is unknown,
@@ -159,7 +158,7 @@ func (p *pendingCommit) pipelineCommit() CommitOutcome {
 		}
 	case r.errAt > insertAt:
 		out.Recorded, out.CommitErr = true, r.err // the server refused the COMMIT
-	case errors.As(r.err, &pgErr) && pgErr.Code == "23505":
+	case isUniqueViolation(r.err):
 		// Recorded by another execution: the COMMIT was skipped.
 	default:
 		out.RecordErr = r.err // the server refused the checkpoint (or BEGIN): nothing committed
@@ -168,4 +167,12 @@ func (p *pendingCommit) pipelineCommit() CommitOutcome {
 		_ = nc.SetDeadline(time.Time{})
 	}
 	return out
+}
+
+// isUniqueViolation reports whether the server refused a statement for a
+// duplicate key. Its own function: errors.As's target escapes to the heap,
+// and a commit that succeeded should not pay for it.
+func isUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
