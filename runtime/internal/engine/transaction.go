@@ -292,10 +292,20 @@ func retryable(err error) error {
 	return nil
 }
 
+// txFrame is an attempt's context and step state: one allocation (see
+// sysdb.TxContext).
+type txFrame struct {
+	ctx  sysdb.TxContext
+	step stepState
+}
+
 func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, info StepInfo, row *sysdb.StepRow,
 	fn func(context.Context, *sqlx.Tx) (R, error)) (out R, rec sysdb.StepRow, err error) {
 	a := rt.app
-	tx, err := a.Begin(ctx, opts.Isolation.sqlLevel(), opts.ReadOnly)
+	f := &txFrame{step: stepState{info: info, tx: true}}
+	f.ctx.Set(ctx, stepKey, &f.step)
+	txCtx := &f.ctx
+	tx, err := a.BeginIn(txCtx, opts.Isolation.sqlLevel(), opts.ReadOnly)
 	if err != nil {
 		if again := retryable(err); again != nil && ctx.Err() == nil {
 			return out, rec, again
@@ -308,7 +318,6 @@ func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, in
 			_ = tx.Rollback()
 		}
 	}()
-	txCtx := context.WithValue(ctx, stepKey, &stepState{info: info, tx: true})
 	out, err = callSafely(txCtx, func(c context.Context) (R, error) { return fn(c, tx.Tx) })
 	if err != nil {
 		if ctx.Err() != nil {
