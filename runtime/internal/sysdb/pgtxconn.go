@@ -45,7 +45,11 @@ func (c txConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		_ = dc.Close()
 		return nil, fmt.Errorf("dbos: unexpected driver connection %T", dc)
 	}
-	return &txConn{Conn: sc, pgx: sc.Conn(), sc: scratchOf(sc.Conn().PgConn())}, nil
+	s := scratchOf(sc.Conn().PgConn())
+	// The pgx connection's previous txConn is free: database/sql closed it,
+	// which is what released the connection to the pool.
+	s.conn = txConn{Conn: sc, pgx: sc.Conn(), sc: s}
+	return &s.conn, nil
 }
 
 // txConn is stdlib's connection, every optional driver interface included,
@@ -152,6 +156,7 @@ type scratch struct {
 	args      []any
 	params    textArgs // the checkpoint's parameters (see pendingCommit)
 	interrupt func()   // cuts the connection's reads short, when a caller's context ends
+	conn      txConn   // the driver connection database/sql holds, reused
 }
 
 // scratchOf is pg's scratch, made the first time.
