@@ -153,7 +153,7 @@ func (p *pendingCommit) pipelineCommit() CommitOutcome {
 		return out
 	case r.err == nil:
 		out.Recorded = true
-		if string(r.tag) == "ROLLBACK" {
+		if r.rollback {
 			out.CommitErr = pgx.ErrTxCommitRollback
 		}
 	case r.errAt > insertAt:

@@ -243,7 +243,7 @@ func (c *txConn) execWithBegin(ctx context.Context, begin, query string, named [
 	if r.err != nil {
 		return nil, r.err, true
 	}
-	return driver.RowsAffected(rowsAffected(r.tag)), nil, true
+	return driver.RowsAffected(r.rows), nil, true
 }
 
 // pgxOption reports whether v is one of the options pgx takes as a first

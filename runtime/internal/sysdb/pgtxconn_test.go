@@ -73,8 +73,12 @@ func TestLazyBegin(t *testing.T) {
 
 	t.Run("rollback", func(t *testing.T) {
 		tx := begin(sql.LevelSerializable, false)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO lazy VALUES ($1)`, "gone"); err != nil {
+		res, err := tx.ExecContext(ctx, `INSERT INTO lazy SELECT $1 FROM generate_series(1, 12)`, "gone")
+		if err != nil {
 			t.Fatal(err)
+		}
+		if n, err := res.RowsAffected(); n != 12 || err != nil {
+			t.Fatalf("%d rows affected (%v); want 12", n, err)
 		}
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)

@@ -22,10 +22,11 @@ import (
 // batchReplies is what the server answered to statements sent behind one
 // Sync.
 type batchReplies struct {
-	done  int    // statements that completed
-	tag   []byte // the command tag of the last one; valid until the next read
-	err   error  // the first statement error the server reported, a *pgconn.PgError
-	errAt int    // the statement it refused (the count completed before it)
+	done     int   // statements that completed
+	rows     int64 // the rows the last one affected
+	rollback bool  // the last one's tag is ROLLBACK: a COMMIT that could not commit
+	err      error // the first statement error the server reported, a *pgconn.PgError
+	errAt    int   // the statement it refused (the count completed before it)
 }
 
 // readBatch reads replies up to the batch's ReadyForQuery. An error is a
@@ -40,11 +41,13 @@ func readBatch(pg *pgconn.PgConn) (batchReplies, error) {
 		}
 		switch m := msg.(type) {
 		case *pgproto3.CommandComplete:
+			// The tag is read now: it lies in the connection's read buffer,
+			// which the next message may overwrite.
 			r.done++
-			r.tag = m.CommandTag
+			r.rows, r.rollback = rowsAffected(m.CommandTag), string(m.CommandTag) == "ROLLBACK"
 		case *pgproto3.EmptyQueryResponse:
 			r.done++
-			r.tag = nil
+			r.rows, r.rollback = 0, false
 		case *pgproto3.ErrorResponse:
 			if r.err == nil {
 				r.err, r.errAt = pgconn.ErrorResponseToPgError(m), r.done
