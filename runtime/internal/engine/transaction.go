@@ -129,8 +129,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 	wf := workflowFrom(ctx)
 	if wf == nil {
 		out, _, err := runTx(ctx, rt, opts, TransactionAttempt{StepInfo: StepInfo{Name: opts.Name, MaxAttempts: 1}}, nil, fn)
-		var infra *infraError
-		if errors.As(err, &infra) {
+		if infra, ok := errorAs[*infraError](err); ok {
 			err = infra.err
 		}
 		return out, err
@@ -164,7 +163,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		rowp = nil // a read-only transaction cannot write its checkpoint; it has no effects to protect
 	}
 	out, rec, err := runTx(ctx, rt, opts, at, rowp, fn)
-	var infra *infraError
+	infra, isInfra := errorAs[*infraError](err)
 	switch {
 	case errors.Is(err, errAlreadyRecorded):
 		if rt.app.SameAsSystem() {
@@ -175,7 +174,7 @@ func RunTransaction[R any](ctx context.Context, opts *TransactionOptions, fn fun
 		return out, err // interrupted: not an outcome
 	case err != nil && wf.aborted() != nil:
 		return out, err
-	case errors.As(err, &infra):
+	case isInfra:
 		// Not the function's outcome: leave the step unrecorded and the
 		// workflow PENDING; recovery finds what, if anything, committed.
 		return out, wf.abort(infra.err)
@@ -232,14 +231,13 @@ func runTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, at
 		actx := rt.obs.TransactionStarted(ctx, at)
 		out, rec, err := tryTx(actx, rt, opts, at.StepInfo, row, fn)
 		end := TransactionAttemptEnd{TransactionAttempt: at}
-		endCtx := context.WithoutCancel(actx)
-		var again *retryError
-		if !errors.As(err, &again) {
-			var infra *infraError
-			switch {
+		endCtx := actx // may be cancelled: the end of an attempt is reported all the same
+		again, ok := errorAs[*retryError](err)
+		if !ok {
+			switch infra, isInfra := errorAs[*infraError](err); {
 			case errors.Is(err, errAlreadyRecorded):
 				end.Superseded = true
-			case errors.As(err, &infra):
+			case isInfra:
 				end.Err = infra.err
 			default:
 				end.Err = err
@@ -269,6 +267,19 @@ func runTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, at
 	}
 }
 
+// errorAs is errors.As returning the match. Its target escapes to the heap,
+// so it is declared only for an error: a transaction that succeeded
+// allocates nothing to learn it.
+func errorAs[T error](err error) (T, bool) {
+	if err == nil {
+		var zero T
+		return zero, false
+	}
+	var target T
+	ok := errors.As(err, &target)
+	return target, ok
+}
+
 // retryable wraps err for another attempt if the transaction lost a
 // serialization conflict or its connection; nil otherwise.
 func retryable(err error) error {
@@ -281,10 +292,20 @@ func retryable(err error) error {
 	return nil
 }
 
+// txFrame is an attempt's context and step state: one allocation (see
+// sysdb.TxContext).
+type txFrame struct {
+	ctx  sysdb.TxContext
+	step stepState
+}
+
 func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, info StepInfo, row *sysdb.StepRow,
 	fn func(context.Context, *sqlx.Tx) (R, error)) (out R, rec sysdb.StepRow, err error) {
 	a := rt.app
-	tx, err := a.Begin(ctx, opts.Isolation.sqlLevel(), opts.ReadOnly)
+	f := &txFrame{step: stepState{info: info, tx: true}}
+	f.ctx.Set(ctx, stepKey, &f.step)
+	txCtx := &f.ctx
+	tx, err := a.BeginIn(txCtx, opts.Isolation.sqlLevel(), opts.ReadOnly)
 	if err != nil {
 		if again := retryable(err); again != nil && ctx.Err() == nil {
 			return out, rec, again
@@ -297,7 +318,6 @@ func tryTx[R any](ctx context.Context, rt *Runtime, opts *TransactionOptions, in
 			_ = tx.Rollback()
 		}
 	}()
-	txCtx := context.WithValue(ctx, stepKey, &stepState{info: info, tx: true})
 	out, err = callSafely(txCtx, func(c context.Context) (R, error) { return fn(c, tx.Tx) })
 	if err != nil {
 		if ctx.Err() != nil {

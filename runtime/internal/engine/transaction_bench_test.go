@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -22,7 +23,10 @@ var txBenchRun atomic.Int64 // keys stay fresh across the runs of one benchmark
 // handle), so both see the same database state. x-raw-tx is the transaction
 // step's cost over the raw transaction's (target: within 1.1); x-raw-tx-med
 // is the median of that ratio over the chunks, which a burst of load from
-// elsewhere on the machine moves less. Run with
+// elsewhere on the machine moves less. raw-tx-allocs/op is what the raw
+// transaction allocates (counted outside the timer, so not in allocs/op):
+// the floor under the step's allocs/op, which dbosgen's own come on top of.
+// Run with
 //
 //	go test -run '^$' -bench Transaction -benchtime 2000x -count 3 ./runtime/internal/engine/
 func BenchmarkTransaction(b *testing.B) {
@@ -59,6 +63,8 @@ func BenchmarkTransaction(b *testing.B) {
 				return err
 			}
 			var txNs, rawNs time.Duration
+			var rawAllocs uint64
+			var ms runtime.MemStats
 			var chunkRatios []float64 // per chunk: robust to the bursts of a shared machine
 			in := setBenchBody(b, func(ctx context.Context, in input) (string, error) {
 				run := txBenchRun.Add(1)
@@ -67,6 +73,8 @@ func BenchmarkTransaction(b *testing.B) {
 				for done := 0; done < in.N; done += chunk {
 					n := min(chunk, in.N-done)
 					b.StopTimer()
+					runtime.ReadMemStats(&ms)
+					mallocs := ms.Mallocs
 					t0 := time.Now()
 					for i := range n {
 						if err := raw(ctx, rawKey, done+i); err != nil {
@@ -74,6 +82,8 @@ func BenchmarkTransaction(b *testing.B) {
 						}
 					}
 					rawChunk := time.Since(t0)
+					runtime.ReadMemStats(&ms)
+					rawAllocs += ms.Mallocs - mallocs
 					rawNs += rawChunk
 					b.StartTimer()
 					t0 = time.Now()
@@ -91,7 +101,7 @@ func BenchmarkTransaction(b *testing.B) {
 			warm := in
 			warm.N = 20 // connections, prepared statements
 			must(testWF.Run(ctx, warm))
-			txNs, rawNs, chunkRatios = 0, 0, nil
+			txNs, rawNs, rawAllocs, chunkRatios = 0, 0, 0, nil
 			in.N = b.N
 			b.ResetTimer()
 			if _, err := testWF.Run(ctx, in); err != nil {
@@ -99,6 +109,7 @@ func BenchmarkTransaction(b *testing.B) {
 			}
 			b.StopTimer()
 			b.ReportMetric(float64(rawNs.Nanoseconds())/float64(b.N), "raw-tx-ns/op")
+			b.ReportMetric(float64(rawAllocs)/float64(b.N), "raw-tx-allocs/op")
 			b.ReportMetric(float64(txNs)/float64(rawNs), "x-raw-tx")
 			slices.Sort(chunkRatios)
 			b.ReportMetric(chunkRatios[len(chunkRatios)/2], "x-raw-tx-med")

@@ -17,10 +17,31 @@ type Tx struct {
 	pending *pendingCommit // PostgreSQL only
 }
 
-// pgTx is a PostgreSQL Tx and its pendingCommit, in one allocation.
-type pgTx struct {
-	Tx
-	pending pendingCommit
+// TxContext is the context a transaction begins with and its function runs
+// in: the caller's, with one value of the caller's (the engine's step) and
+// what the driver needs (the pendingCommit), and the Tx itself. One
+// allocation where a context.WithValue for each, the Tx and its
+// pendingCommit were four.
+type TxContext struct {
+	context.Context
+	key, val any
+	tx       Tx
+	pending  pendingCommit // PostgreSQL
+}
+
+// Set makes c parent's context with val under key.
+func (c *TxContext) Set(parent context.Context, key, val any) {
+	c.Context, c.key, c.val = parent, key, val
+}
+
+func (c *TxContext) Value(key any) any {
+	switch key {
+	case pendingKey{}:
+		return &c.pending
+	case c.key:
+		return c.val
+	}
+	return c.Context.Value(key)
 }
 
 // Rollback rolls the transaction back; a no-op once it ended.
@@ -59,10 +80,7 @@ func (a *AppDB) RecordAndCommit(ctx context.Context, tx *Tx, s StepRow) CommitOu
 		}
 		return CommitOutcome{Recorded: true, CommitErr: tx.Commit()}
 	}
-	if err := p.arm(a.rec.strict, a.rec.args(s)); err != nil {
-		_ = tx.Rollback()
-		return CommitOutcome{RecordErr: err}
-	}
+	p.arm(&a.rec, s)
 	err := tx.Commit()
 	if !p.sent {
 		// database/sql refused before the driver sent anything: the

@@ -88,23 +88,28 @@ func (a *AppDB) SameAsSystem() bool { return a.same }
 // pendingCommit, so that RecordAndCommit can pipeline its checkpoint with
 // its COMMIT.
 func (a *AppDB) Begin(ctx context.Context, iso sql.IsolationLevel, readOnly bool) (*Tx, error) {
+	return a.BeginIn(&TxContext{Context: ctx}, iso, readOnly)
+}
+
+// BeginIn is Begin in c (see Set): the transaction's context from then on,
+// the one to run its statements in.
+func (a *AppDB) BeginIn(c *TxContext, iso sql.IsolationLevel, readOnly bool) (*Tx, error) {
 	var err error
+	t := &c.tx
 	if a.sqlite {
 		db, opts := a.rw, (*sql.TxOptions)(nil)
 		if readOnly {
 			db, opts = a.ro, &sql.TxOptions{ReadOnly: true}
 		}
-		t := &Tx{}
-		t.Tx, err = db.BeginTxx(ctx, opts)
+		t.Tx, err = db.BeginTxx(c, opts)
 		return t, err
 	}
-	t := &pgTx{}
-	t.Tx.pending = &t.pending
-	t.Tx.Tx, err = a.txdb.BeginTxx(context.WithValue(ctx, pendingKey{}, &t.pending), &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
+	t.pending = &c.pending
+	t.Tx, err = a.txdb.BeginTxx(c, &sql.TxOptions{Isolation: iso, ReadOnly: readOnly})
 	if err != nil {
 		return nil, err
 	}
-	return &t.Tx, nil
+	return t, nil
 }
 
 // Record inserts a transaction's outcome in its own transaction; false means

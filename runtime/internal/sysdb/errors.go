@@ -90,7 +90,9 @@ func IsSerializationFailure(err error) bool {
 	return false
 }
 
-// isUniqueViolation reports a PostgreSQL unique_violation (23505).
+// isUniqueViolation reports a PostgreSQL unique_violation (23505). Its own
+// function: errors.As's target escapes to the heap, and a statement that
+// succeeded should not pay for it.
 func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"

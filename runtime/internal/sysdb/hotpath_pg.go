@@ -63,8 +63,10 @@ func (a *textArgs) values() [][]byte {
 	return a.vals
 }
 
+func (a *textArgs) reset() { a.buf, a.ends = a.buf[:0], a.ends[:0] }
+
 func (a *textArgs) release() {
-	a.buf, a.ends = a.buf[:0], a.ends[:0]
+	a.reset()
 	textArgsPool.Put(a)
 }
 

@@ -5,10 +5,9 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"strconv"
+	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // A transaction step's checkpoint travels with its COMMIT: one round trip,
@@ -31,46 +30,19 @@ type pendingCommit struct {
 	begin string // BEGIN, sent with the first statement (see txConn)
 	begun bool   // the server is in the transaction
 
-	insert    string // the strict checkpoint insert; "" commits plainly
-	params    [][]byte
-	paramsArr [12][]byte // backs params
+	rec *TxRecorder // the checkpoint's statement; nil commits plainly
+	row StepRow     // the checkpoint
 
 	sent bool // Commit ran the pipeline: out is its outcome
 	out  CommitOutcome
 }
 
-// arm makes the next Commit send insert with args (strings and integers)
-// before COMMIT, in PostgreSQL's text format.
-func (p *pendingCommit) arm(insert string, args []any) error {
-	if len(args) > len(p.paramsArr) {
-		return fmt.Errorf("checkpoint: %d arguments", len(args))
-	}
-	size := 0
-	for _, a := range args {
-		if v, ok := a.(string); ok {
-			size += len(v)
-		} else {
-			size += 20 // an int64's digits and sign
-		}
-	}
-	buf := make([]byte, 0, size) // never grows: params slice it
-	p.params = p.paramsArr[:0]
-	for i, a := range args {
-		start := len(buf)
-		switch v := a.(type) {
-		case string:
-			buf = append(buf, v...)
-		case int:
-			buf = strconv.AppendInt(buf, int64(v), 10)
-		case int64:
-			buf = strconv.AppendInt(buf, v, 10)
-		default:
-			return fmt.Errorf("checkpoint argument %d: unexpected %T", i+1, a)
-		}
-		p.params = append(p.params, buf[start:len(buf):len(buf)])
-	}
-	p.insert = insert
-	return nil
+// arm makes the next Commit send rec's strict insert of row before COMMIT.
+// The parameters are encoded there, on the connection's scratch: until
+// then the function may have ended the transaction and its connection gone
+// to another.
+func (p *pendingCommit) arm(rec *TxRecorder, row StepRow) {
+	p.rec, p.row = rec, row
 }
 
 // errCheckpointRefused is what database/sql hears when the checkpoint
@@ -81,7 +53,7 @@ var errCheckpointRefused = errors.New("checkpoint refused: transaction rolled ba
 func (p *pendingCommit) Commit() error {
 	c := p.conn
 	defer func() { c.tx = nil }()
-	if p.insert == "" {
+	if p.rec == nil {
 		if !p.begun {
 			return nil // nothing was sent: nothing to commit
 		}
@@ -127,66 +99,71 @@ func (p *pendingCommit) Rollback() error {
 // one write (BEGIN first if the function sent nothing). A checkpoint that
 // finds the step recorded already fails on its key, and the server then
 // skips the COMMIT: a duplicate never commits.
+//
+// As a step's checkpoint (see hot), the round trip is not cut short by the
+// caller's cancellation, which would only leave its outcome unknown; the
+// caller's deadline, if any, and hotTimeout bound it.
 func (p *pendingCommit) pipelineCommit() CommitOutcome {
 	var out CommitOutcome
 	c, ctx := p.conn.pgx, p.ctx
 	// Prepared once per connection; pgx answers later calls from its cache.
-	sd, err := c.Prepare(ctx, "dbosgen_checkpoint", p.insert)
+	sd, err := c.Prepare(ctx, "dbosgen_checkpoint", p.rec.strict)
 	if err != nil {
 		out.RecordErr = err
 		return out
 	}
-	pipe := c.PgConn().StartPipeline(ctx)
+	pg := c.PgConn()
+	nc := pg.Conn()
+	deadline := time.Now().Add(hotTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	if err := nc.SetDeadline(deadline); err != nil {
+		out.RecordErr = err
+		return out
+	}
+	args := &p.conn.sc.params
+	p.rec.encode(args, p.row)
+	fe := pg.Frontend()
 	begin := !p.begun
 	if begin {
-		pipe.SendQueryParams(p.begin, nil, nil, nil, nil)
+		sendExec(fe, p.begin)
 	}
-	pipe.SendQueryStatement(sd, p.params, nil, nil)
-	pipe.SendQueryParams("COMMIT", nil, nil, nil, nil)
-	var ierr, cerr error
-	if err := pipe.Sync(); err != nil {
-		ierr = err
-	} else if begin {
-		ierr = pipelineResult(pipe)
+	sendPrepared(fe, sd, args.values(), nil, nil)
+	sendExec(fe, "COMMIT")
+	var r batchReplies
+	if err = flushBatch(fe); err == nil {
+		r, err = readBatch(pg)
 	}
-	if ierr == nil {
-		if ierr = pipelineResult(pipe); ierr == nil {
-			cerr = pipelineResult(pipe)
-		}
+	args.reset()
+	insertAt := 0 // the statement that is the checkpoint
+	if begin {
+		insertAt = 1
 	}
-	if err := pipe.Close(); err != nil && ierr == nil && cerr == nil {
-		cerr = err
-	}
-	var pgErr *pgconn.PgError
 	switch {
-	case ierr == nil:
-		out.Recorded, out.CommitErr = true, cerr
-	case !errors.As(ierr, &pgErr):
-		// No answer from the server: whether the pipeline's COMMIT landed
-		// is unknown, and the record will say.
-		out.CommitErr = ierr
-	case pgErr.Code == "23505":
+	case err != nil:
+		// No answer from the server: whether the COMMIT landed is unknown,
+		// and the record will say.
+		abandon(pg)
+		out.Recorded, out.CommitErr = r.done > insertAt, err
+		if timedOut(err) && ctx.Err() != nil {
+			out.CommitErr = fmt.Errorf("%w (%w)", ctx.Err(), err)
+		}
+		return out
+	case r.err == nil:
+		out.Recorded = true
+		if r.rollback {
+			out.CommitErr = pgx.ErrTxCommitRollback
+		}
+	case r.errAt > insertAt:
+		out.Recorded, out.CommitErr = true, r.err // the server refused the COMMIT
+	case isUniqueViolation(r.err):
 		// Recorded by another execution: the COMMIT was skipped.
 	default:
-		out.RecordErr = ierr // the server refused the checkpoint: nothing committed
+		out.RecordErr = r.err // the server refused the checkpoint (or BEGIN): nothing committed
+	}
+	if !pg.IsClosed() {
+		_ = nc.SetDeadline(time.Time{})
 	}
 	return out
-}
-
-// pipelineResult reads the outcome of the pipeline's next statement.
-func pipelineResult(pipe *pgconn.Pipeline) error {
-	_, err := pipelineTag(pipe)
-	return err
-}
-
-// pipelineTag reads the command tag of the pipeline's next statement.
-func pipelineTag(pipe *pgconn.Pipeline) (pgconn.CommandTag, error) {
-	res, err := pipe.GetResults()
-	if err != nil {
-		return pgconn.CommandTag{}, err
-	}
-	if rr, ok := res.(*pgconn.ResultReader); ok {
-		return rr.Close()
-	}
-	return pgconn.CommandTag{}, fmt.Errorf("pipeline: unexpected %T", res)
 }

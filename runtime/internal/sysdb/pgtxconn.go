@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -44,7 +45,11 @@ func (c txConnector) Connect(ctx context.Context) (driver.Conn, error) {
 		_ = dc.Close()
 		return nil, fmt.Errorf("dbos: unexpected driver connection %T", dc)
 	}
-	return &txConn{Conn: sc, pgx: sc.Conn()}, nil
+	s := scratchOf(sc.Conn().PgConn())
+	// The pgx connection's previous txConn is free: database/sql closed it,
+	// which is what released the connection to the pool.
+	s.conn = txConn{Conn: sc, pgx: sc.Conn(), sc: s}
+	return &s.conn, nil
 }
 
 // txConn is stdlib's connection, every optional driver interface included,
@@ -52,6 +57,7 @@ func (c txConnector) Connect(ctx context.Context) (driver.Conn, error) {
 type txConn struct {
 	*stdlib.Conn
 	pgx *pgx.Conn
+	sc  *scratch
 	tx  *pendingCommit // AppDB.Begin's transaction, until it ends
 }
 
@@ -143,27 +149,40 @@ func (c *txConn) ExecContext(ctx context.Context, query string, args []driver.Na
 // scratchKey holds, in a pgx connection's custom data, its scratch.
 const scratchKey = "dbosgen.scratch"
 
-// scratch is what execWithBegin keeps with a connection between
-// transactions.
+// scratch is what a connection keeps between the transactions it carries.
 type scratch struct {
-	prepared map[string]struct{} // the statements it prepared
-	eqb      pgx.ExtendedQueryBuilder
-	args     []any
+	prepared  map[string]struct{} // the statements execWithBegin prepared
+	eqb       pgx.ExtendedQueryBuilder
+	args      []any
+	params    textArgs // the checkpoint's parameters (see pendingCommit)
+	interrupt func()   // cuts the connection's reads short, when a caller's context ends
+	conn      txConn   // the driver connection database/sql holds, reused
+}
+
+// scratchOf is pg's scratch, made the first time.
+func scratchOf(pg *pgconn.PgConn) *scratch {
+	data := pg.CustomData()
+	sc, _ := data[scratchKey].(*scratch)
+	if sc == nil {
+		nc := pg.Conn()
+		sc = &scratch{prepared: map[string]struct{}{}, interrupt: func() { _ = nc.SetDeadline(pastDeadline) }}
+		data[scratchKey] = sc
+	}
+	return sc
 }
 
 // maxPrepared bounds scratch.prepared: pgx keeps a statement prepared with
 // Conn.Prepare until the connection closes.
 const maxPrepared = 128
 
+// maxRidingArgs bounds the arguments that ride with BEGIN: a large write is
+// left to pgx, which reads the server's replies while it writes.
+const maxRidingArgs = 64 << 10
+
 // execWithBegin runs query in one round trip with BEGIN; done is false
 // when nothing was sent, and the statement should go the ordinary way.
 func (c *txConn) execWithBegin(ctx context.Context, begin, query string, named []driver.NamedValue) (res driver.Result, err error, done bool) {
-	data := c.pgx.PgConn().CustomData()
-	sc, _ := data[scratchKey].(*scratch)
-	if sc == nil {
-		sc = &scratch{prepared: map[string]struct{}{}}
-		data[scratchKey] = sc
-	}
+	sc := c.sc
 	if _, ok := sc.prepared[query]; !ok {
 		if len(sc.prepared) >= maxPrepared {
 			return nil, nil, false
@@ -186,23 +205,45 @@ func (c *txConn) execWithBegin(ctx context.Context, begin, query string, named [
 	if err != nil {
 		return nil, err, true // as pgx: nothing sent, the transaction unharmed
 	}
-	pipe := c.pgx.PgConn().StartPipeline(ctx)
-	pipe.SendQueryParams(begin, nil, nil, nil, nil)
-	pipe.SendQueryStatement(sd, sc.eqb.ParamValues, sc.eqb.ParamFormats, sc.eqb.ResultFormats)
-	var tag pgconn.CommandTag
-	if err = pipe.Sync(); err == nil {
-		if err = pipelineResult(pipe); err == nil {
-			tag, err = pipelineTag(pipe)
-		}
+	size := 0
+	for _, v := range sc.eqb.ParamValues {
+		size += len(v)
 	}
-	if cerr := pipe.Close(); err == nil {
-		err = cerr
+	if size > maxRidingArgs || len(sc.eqb.ParamValues) > math.MaxUint16 {
+		return nil, nil, false
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err, true
+	}
+	pg := c.pgx.PgConn()
+	// pgx would arm a context watcher for the round trip; a hook armed once
+	// does the same for less: it cuts the read short, and the connection,
+	// whose state is then unknown, is closed as pgx closes it.
+	var stop func() bool
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, sc.interrupt)
+	}
+	fe := pg.Frontend()
+	sendExec(fe, begin)
+	sendPrepared(fe, sd, sc.eqb.ParamValues, sc.eqb.ParamFormats, sc.eqb.ResultFormats)
+	var r batchReplies
+	if err = flushBatch(fe); err == nil {
+		r, err = readBatch(pg)
+	}
+	if stop != nil && !stop() {
+		abandon(pg)
+		return nil, ctx.Err(), true
+	}
+	if err != nil {
+		abandon(pg)
+		// Nothing of the transaction committed, and its connection is gone.
+		return nil, fmt.Errorf("%w: %w", driver.ErrBadConn, err), true
 	}
 	c.sentBegin()
-	if err != nil && pgconn.SafeToRetry(err) {
-		return nil, driver.ErrBadConn, true
+	if r.err != nil {
+		return nil, r.err, true
 	}
-	return driver.RowsAffected(tag.RowsAffected()), err, true
+	return driver.RowsAffected(r.rows), nil, true
 }
 
 // pgxOption reports whether v is one of the options pgx takes as a first

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -72,8 +73,12 @@ func TestLazyBegin(t *testing.T) {
 
 	t.Run("rollback", func(t *testing.T) {
 		tx := begin(sql.LevelSerializable, false)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO lazy VALUES ($1)`, "gone"); err != nil {
+		res, err := tx.ExecContext(ctx, `INSERT INTO lazy SELECT $1 FROM generate_series(1, 12)`, "gone")
+		if err != nil {
 			t.Fatal(err)
+		}
+		if n, err := res.RowsAffected(); n != 12 || err != nil {
+			t.Fatalf("%d rows affected (%v); want 12", n, err)
 		}
 		if err := tx.Rollback(); err != nil {
 			t.Fatal(err)
@@ -156,6 +161,31 @@ func TestLazyBegin(t *testing.T) {
 		}
 		if got := rows(); len(got) != 0 {
 			t.Fatalf("rolled back, yet %v", got)
+		}
+	})
+
+	t.Run("a first statement its context ends", func(t *testing.T) {
+		tx := begin(sql.LevelSerializable, false)
+		defer func() { _ = tx.Rollback() }()
+		cctx, cancel := context.WithCancel(ctx)
+		time.AfterFunc(100*time.Millisecond, cancel)
+		start := time.Now()
+		_, err := tx.ExecContext(cctx, `SELECT pg_sleep($1)`, 30)
+		if !errors.Is(err, context.Canceled) || time.Since(start) > 10*time.Second {
+			t.Fatalf("err = %v after %v; want the context's, at once", err, time.Since(start))
+		}
+		// The server was asked to stop the statement, not left running it.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			var n int
+			if err := a.DB().Get(&n, `SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%' AND state = 'active'`); err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d backends still sleeping", n)
+			}
 		}
 	})
 

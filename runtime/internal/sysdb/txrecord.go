@@ -93,6 +93,20 @@ func (r *TxRecorder) args(s StepRow) []any {
 	return []any{s.WorkflowID, s.StepID, s.Name, s.Output, s.Error, s.CompletedMS}
 }
 
+// encode appends the insert's arguments for s to a, as text: args without
+// boxing each value.
+func (r *TxRecorder) encode(a *textArgs, s StepRow) {
+	if s.CompletedMS == 0 {
+		s.CompletedMS = nowMS()
+	}
+	a.str(s.WorkflowID).num(int64(s.StepID)).str(s.Name).str(s.Output).str(s.Error)
+	if r.system {
+		a.str(s.ChildID).num(s.StartedMS).num(s.CompletedMS).str(r.appName)
+		return
+	}
+	a.num(s.CompletedMS)
+}
+
 // Lookup reads a recorded outcome.
 func (r *TxRecorder) Lookup(ctx context.Context, q Queryer, workflowID string, stepID int) (StepRow, bool, error) {
 	s := StepRow{WorkflowID: workflowID, StepID: stepID}
