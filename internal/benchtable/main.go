@@ -151,6 +151,10 @@ func write(w io.Writer, results []*result) {
 				} else {
 					lat = append(lat, fmt.Sprintf("%s %.0f µs", name, v))
 				}
+			case strings.HasPrefix(u, "raw-") && strings.HasSuffix(u, "allocs/op"):
+				// The baseline's own allocations: beside the ratio, not the
+				// baseline's time.
+				extra = append(extra, fmt.Sprintf("raw %.0f allocs/op", v))
 			case strings.HasPrefix(u, "raw-"):
 				if base == "" {
 					base = format(v, u)
