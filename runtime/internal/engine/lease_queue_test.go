@@ -76,59 +76,28 @@ var qAdopt = dbos.NewQueue("test-adopt", dbos.QueueOptions{WorkerConcurrency: 1}
 // workflows at once than the limit.)
 func TestLeaseAdoptedQueuedWorkflowKeepsWorkerConcurrency(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, url string) {
-		var mu sync.Mutex
-		running, peak, starts := 0, 0, map[int]int{}
-		release := make(chan struct{})
-		in := setBody(t, func(ctx context.Context, in input) (string, error) {
-			mu.Lock()
-			running++
-			peak = max(peak, running)
-			starts[in.N]++
-			mu.Unlock()
-			defer func() {
-				mu.Lock()
-				running--
-				mu.Unlock()
-			}()
-			select {
-			case <-release:
-				return "done", nil
-			case <-ctx.Done():
-				return "", ctx.Err()
-			}
-		})
-		get := func() (int, int, map[int]int) {
-			mu.Lock()
-			defer mu.Unlock()
-			s := map[int]int{}
-			for k, v := range starts {
-				s[k] = v
-			}
-			return running, peak, s
-		}
+		l, in := newQueuedLedger(t)
 		lease := withLease(600 * time.Millisecond)
 		leaver, lctx := launch(t, url, withExecutor("leaver"), lease)
 		in.N = 1
 		must(testWF.Enqueue(dbos.WithWorkflowID(lctx, "q-left"), qAdopt, in))
-		waitFor(t, "the leaver's queued body", func() bool { r, _, _ := get(); return r == 1 })
+		waitFor(t, "the leaver's queued body", func() bool { r, _, _ := l.get(); return r == 1 })
 		stayer, sctx := launch(t, url, withExecutor("stayer"), lease)
 		in.N = 2
 		own := must(testWF.Enqueue(dbos.WithWorkflowID(sctx, "q-own"), qAdopt, in))
-		waitFor(t, "the stayer's queued body", func() bool { r, _, _ := get(); return r == 2 })
+		waitFor(t, "the stayer's queued body", func() bool { r, _, _ := l.get(); return r == 2 })
 		shutdown(t, leaver)
 		waitFor(t, "the adoption of q-left", func() bool {
 			st, err := stayer.WorkflowStatus(sctx, "q-left")
 			return err == nil && st.ExecutorID == "stayer"
 		})
-		mu.Lock()
-		peak = running // from here on, only the stayer runs bodies
-		mu.Unlock()
+		l.resetPeak()                      // from here on, only the stayer runs bodies
 		time.Sleep(300 * time.Millisecond) // a resume beside q-own would have started by now
-		if _, p, s := get(); p > 1 || s[1] != 1 {
+		if _, p, s := l.get(); p > 1 || s[1] != 1 {
 			t.Fatalf("after adopting q-left the stayer ran %d queued bodies at once (worker concurrency 1); q-left started %d times",
 				p, s[1])
 		}
-		close(release)
+		close(l.release)
 		if out := must(own.Result(sctx)); out != "done" {
 			t.Fatalf("q-own: %q", out)
 		}
@@ -136,10 +105,57 @@ func TestLeaseAdoptedQueuedWorkflowKeepsWorkerConcurrency(t *testing.T) {
 		if out := must(left.Result(sctx)); out != "done" {
 			t.Fatalf("q-left: %q", out)
 		}
-		if _, p, s := get(); p > 1 || s[1] != 2 || s[2] != 1 {
+		if _, p, s := l.get(); p > 1 || s[1] != 2 || s[2] != 1 {
 			t.Fatalf("peak %d (worker concurrency 1); q-left started %d times, q-own %d", p, s[1], s[2])
 		}
 	})
+}
+
+// queuedLedger counts the bodies of queued workflows that block until
+// release: how many run now, the most that ran at once, and how often each
+// (by its input's N) started.
+type queuedLedger struct {
+	mu            sync.Mutex
+	running, peak int
+	starts        map[int]int
+	release       chan struct{}
+}
+
+func newQueuedLedger(t *testing.T) (*queuedLedger, input) {
+	l := &queuedLedger{starts: map[int]int{}, release: make(chan struct{})}
+	in := setBody(t, func(ctx context.Context, in input) (string, error) {
+		l.mu.Lock()
+		l.running++
+		l.peak = max(l.peak, l.running)
+		l.starts[in.N]++
+		l.mu.Unlock()
+		defer func() {
+			l.mu.Lock()
+			l.running--
+			l.mu.Unlock()
+		}()
+		select {
+		case <-l.release:
+			return "done", nil
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	})
+	return l, in
+}
+
+// get returns the bodies running now, the peak, and the starts per N.
+func (l *queuedLedger) get() (int, int, map[int]int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.running, l.peak, maps.Clone(l.starts)
+}
+
+// resetPeak makes the peak count from now on.
+func (l *queuedLedger) resetPeak() {
+	l.mu.Lock()
+	l.peak = l.running
+	l.mu.Unlock()
 }
 
 // An executor restarted under its own ID resumes the workflows it had
@@ -148,59 +164,33 @@ func TestLeaseAdoptedQueuedWorkflowKeepsWorkerConcurrency(t *testing.T) {
 // waits for them: the limit holds across the restart.
 func TestRestartKeepsWorkerConcurrency(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, url string) {
-		var mu sync.Mutex
-		running, peak, starts := 0, 0, map[int]int{}
-		release := make(chan struct{})
-		in := setBody(t, func(ctx context.Context, in input) (string, error) {
-			mu.Lock()
-			running++
-			peak = max(peak, running)
-			starts[in.N]++
-			mu.Unlock()
-			defer func() {
-				mu.Lock()
-				running--
-				mu.Unlock()
-			}()
-			select {
-			case <-release:
-				return "done", nil
-			case <-ctx.Done():
-				return "", ctx.Err()
-			}
-		})
-		get := func() (int, int, map[int]int) {
-			mu.Lock()
-			defer mu.Unlock()
-			return running, peak, maps.Clone(starts)
-		}
+		l, in := newQueuedLedger(t)
 		rt, ctx := launch(t, url, withExecutor("restarter"))
 		in.N = 1
 		must(testWF.Enqueue(dbos.WithWorkflowID(ctx, "q-first"), qAdopt, in))
-		waitFor(t, "q-first's body", func() bool { r, _, _ := get(); return r == 1 })
+		waitFor(t, "q-first's body", func() bool { r, _, _ := l.get(); return r == 1 })
 		in.N = 2
 		must(testWF.Enqueue(dbos.WithWorkflowID(ctx, "q-second"), qAdopt, in))
 		shutdown(t, rt)
-		if r, p, _ := get(); r != 0 || p != 1 {
+		if r, p, _ := l.get(); r != 0 || p != 1 {
 			t.Fatalf("before the restart: %d running, peak %d", r, p)
 		}
 
-		rt, ctx = launch(t, url, withExecutor("restarter"))
-		waitFor(t, "a queued body after the restart", func() bool { r, _, _ := get(); return r == 1 })
+		_, ctx = launch(t, url, withExecutor("restarter"))
+		waitFor(t, "a queued body after the restart", func() bool { r, _, _ := l.get(); return r == 1 })
 		time.Sleep(300 * time.Millisecond) // a second body beside it would have started by now
-		if _, p, _ := get(); p > 1 {
+		if _, p, _ := l.get(); p > 1 {
 			t.Fatalf("after the restart %d queued bodies ran at once (worker concurrency 1)", p)
 		}
-		close(release)
+		close(l.release)
 		for _, id := range []string{"q-first", "q-second"} {
 			h := must(dbos.RetrieveWorkflow[string](ctx, id))
 			if out := must(h.Result(ctx)); out != "done" {
 				t.Fatalf("%s: %q", id, out)
 			}
 		}
-		if _, p, s := get(); p > 1 || s[1] != 2 || s[2] != 1 {
+		if _, p, s := l.get(); p > 1 || s[1] != 2 || s[2] != 1 {
 			t.Fatalf("peak %d (worker concurrency 1); q-first started %d times, q-second %d", p, s[1], s[2])
 		}
-		_ = rt
 	})
 }

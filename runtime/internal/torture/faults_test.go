@@ -65,23 +65,32 @@ func (d *driver) disruptions() int64 {
 	return n + d.proxy.Outages.Load()
 }
 
+// victim picks a ready worker for a fault that takes it out of the load for
+// a while or for good, or nil when fewer than three are ready: at least two
+// stay up. The caller checks it again under d.mu before marking it.
+func (d *driver) victim() (int, *proc) {
+	s := d.readySlots()
+	if len(s) < 3 {
+		return -1, nil
+	}
+	slot := s[rand.N(len(s))]
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if p := d.current[slot]; p != nil && !p.killed && !p.paused {
+		return slot, p
+	}
+	return -1, nil
+}
+
 // executorDeath SIGKILLs a worker and retires its slot: its executor ID is
 // never launched again, so only adoption finishes its workflows. A worker
 // with a new executor ID takes its place in the load. At least two workers
 // stay up: with fewer ready it does nothing and reports false.
 func (d *driver) executorDeath() bool {
-	s := d.readySlots()
-	if len(s) < 3 {
+	slot, p := d.victim()
+	if p == nil {
 		return false
 	}
-	slot := s[rand.N(len(s))]
-	d.mu.Lock()
-	p := d.current[slot]
-	if p == nil || p.killed || p.paused {
-		d.mu.Unlock()
-		return false
-	}
-	d.mu.Unlock()
 	// An executor fenced after an outage whose lease an adopter already
 	// dropped may still own a row: a start that passed its lease check
 	// before the outage and inserted the row while it lasted. With no lease
@@ -144,14 +153,12 @@ func (d *driver) reassign(dead int) {
 // on during the pause. At least two workers stay up: with fewer ready it
 // does nothing and reports false.
 func (d *driver) pauseWorker() bool {
-	s := d.readySlots()
-	if len(s) < 3 {
+	_, p := d.victim()
+	if p == nil {
 		return false
 	}
-	slot := s[rand.N(len(s))]
 	d.mu.Lock()
-	p := d.current[slot]
-	if p == nil || p.killed || p.paused {
+	if p.killed || p.paused {
 		d.mu.Unlock()
 		return false
 	}
