@@ -40,6 +40,16 @@ func TestLazyBegin(t *testing.T) {
 		}
 		return vs
 	}
+	// rollback ends tx and checks that none of its writes stayed.
+	rollback := func(tx *Tx) {
+		t.Helper()
+		if err := tx.Rollback(); err != nil {
+			t.Fatal(err)
+		}
+		if got := rows(); len(got) != 0 {
+			t.Fatalf("rolled back, yet %v", got)
+		}
+	}
 	clear := func() {
 		t.Helper()
 		if _, err := a.DB().Exec(`DELETE FROM lazy`); err != nil {
@@ -80,12 +90,7 @@ func TestLazyBegin(t *testing.T) {
 		if n, err := res.RowsAffected(); n != 12 || err != nil {
 			t.Fatalf("%d rows affected (%v); want 12", n, err)
 		}
-		if err := tx.Rollback(); err != nil {
-			t.Fatal(err)
-		}
-		if got := rows(); len(got) != 0 {
-			t.Fatalf("rolled back, yet %v", got)
-		}
+		rollback(tx)
 	})
 
 	t.Run("a first statement the server refuses aborts the transaction", func(t *testing.T) {
@@ -141,12 +146,7 @@ func TestLazyBegin(t *testing.T) {
 		if _, err := st.ExecContext(ctx, "prepared"); err != nil {
 			t.Fatal(err)
 		}
-		if err := tx.Rollback(); err != nil {
-			t.Fatal(err)
-		}
-		if got := rows(); len(got) != 0 {
-			t.Fatalf("rolled back, yet %v", got)
-		}
+		rollback(tx)
 		// A prepared statement as the transaction's first statement.
 		tx = begin(sql.LevelSerializable, false)
 		st, err = tx.PrepareContext(ctx, `INSERT INTO lazy VALUES ($1)`)
@@ -156,12 +156,7 @@ func TestLazyBegin(t *testing.T) {
 		if _, err := st.ExecContext(ctx, "first"); err != nil {
 			t.Fatal(err)
 		}
-		if err := tx.Rollback(); err != nil {
-			t.Fatal(err)
-		}
-		if got := rows(); len(got) != 0 {
-			t.Fatalf("rolled back, yet %v", got)
-		}
+		rollback(tx)
 	})
 
 	t.Run("a first statement its context ends", func(t *testing.T) {
