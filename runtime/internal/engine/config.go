@@ -90,9 +90,8 @@ type Config struct {
 	// ErrConfig when it cannot fit.
 	ConnectionWaitTimeout time.Duration
 	// DisableStepBatching makes every step checkpoint a statement of its
-	// own. By default, checkpoints that arrive while the store's flights
-	// (2 on PostgreSQL, 1 on SQLite) are busy share the next statement: a
-	// multi-row INSERT, or one SQLite commit. Each step still returns only
+	// own. By default, checkpoints that arrive while another is in flight
+	// share the next statement: a multi-row INSERT, or one SQLite commit. Each step still returns only
 	// after its own checkpoint is durable; turn batching off to debug.
 	DisableStepBatching bool
 	// Setup, when set, runs on the application database after the system

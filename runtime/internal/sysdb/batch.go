@@ -2,29 +2,35 @@ package sysdb
 
 import (
 	"context"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // stepBatcher lets concurrent step checkpoints share a round trip (group
-// commit in the client). A checkpoint that finds a free flight sends its
+// commit in the client). A checkpoint that finds the flight free sends its
 // row at once, alone: one in flight waits for no company. Checkpoints that
-// arrive while every flight is busy queue, and the next flight to end sends
+// arrive while it is busy queue, and when it lands the flight goes on with
 // all of them as one statement (PostgreSQL: a multi-row INSERT; SQLite: one
 // transaction, one commit). Each caller returns once the statement holding
 // its row has committed, with its own row's result.
+//
+// One flight, not several: a commit's fixed cost (its WAL flush, the
+// wake-ups on both sides) dominates a small batch's, so the fewer and
+// fuller the statements, the more steps a core carries. Measured with 16
+// workflows in flight: two flights carried 6 rows a statement and about
+// 35% more server CPU per step than one flight with 12.
 type stepBatcher struct {
-	maxFlights int
-	maxRows    int
+	maxRows int
 	// one records a single row (the unbatched statement); many records rows
 	// in one statement and reports which of them it inserted.
 	one  func(ctx context.Context, row StepRow) (bool, error)
 	many func(ctx context.Context, rows []StepRow) ([]bool, error)
 
-	mu      sync.Mutex
-	flights int
-	queue   []*queuedStep
+	mu     sync.Mutex
+	flying bool
+	queue  []*queuedStep
 
 	batches, batchedRows atomic.Int64 // multi-row statements sent, and their rows
 }
@@ -46,8 +52,8 @@ type stepResult struct {
 // inserted it (false: a row with its key was there already).
 func (b *stepBatcher) record(ctx context.Context, row StepRow) (bool, error) {
 	b.mu.Lock()
-	if b.flights < b.maxFlights {
-		b.flights++
+	if !b.flying {
+		b.flying = true
 		b.mu.Unlock()
 		ins, err := b.one(ctx, row)
 		b.landed()
@@ -71,7 +77,7 @@ func (b *stepBatcher) record(ctx context.Context, row StepRow) (bool, error) {
 func (b *stepBatcher) landed() {
 	b.mu.Lock()
 	if len(b.queue) == 0 {
-		b.flights--
+		b.flying = false
 		b.mu.Unlock()
 		return
 	}
@@ -81,6 +87,13 @@ func (b *stepBatcher) landed() {
 	b.mu.Unlock()
 	go func() {
 		b.flush(batch)
+		// The callers just answered are runnable, and most will be back
+		// with their next checkpoint within microseconds: yielding lets
+		// them queue it for this flight rather than wait a whole round
+		// trip for the next one (measured with 16 in flight: 9 rows a
+		// statement without the yield, 12 with it, and 15% more steps/s).
+		// With nothing else runnable, the yield returns at once.
+		runtime.Gosched()
 		b.landed()
 	}()
 }

@@ -20,14 +20,8 @@ type store struct {
 	hub     *notifier
 }
 
-// Flights of step checkpoints at once before they batch: on PostgreSQL two
-// (measured: more flights mean fewer rows per statement and less
-// throughput at 16 and 64 in flight); on SQLite one, as it has one writer.
-const (
-	pgFlights     = 2
-	sqliteFlights = 1
-	maxBatchRows  = 256
-)
+// maxBatchRows bounds a batch statement's rows.
+const maxBatchRows = 256
 
 func newStore(d engineDriver, dl dialect, appName string) *store {
 	s := &store{d: d, dl: dl, q: buildQueries(dl), appName: appName}
@@ -43,9 +37,9 @@ func (s *store) SetBatching(on bool) {
 		s.batch = nil
 		return
 	}
-	b := &stepBatcher{maxFlights: pgFlights, maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
+	b := &stepBatcher{maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
 	if !s.dl.cte {
-		b.maxFlights, b.many = sqliteFlights, s.recordStepsTx
+		b.many = s.recordStepsTx
 	}
 	s.batch = b
 }
