@@ -106,6 +106,7 @@ var known = []struct{ name, label string }{
 	{"Throughput1", "workflows, 1 at a time"},
 	{"Throughput16", "workflows, 16 concurrent"},
 	{"Transaction", "transaction (insert + checkpoint)"},
+	{"Steps4", "steps, 4 workflows in flight"},
 	{"Steps16", "steps, 16 workflows in flight"},
 	{"Steps64", "steps, 64 workflows in flight"},
 	{"QueueDrain/Unlimited", "queue drain, 3,000 one-step workflows"},

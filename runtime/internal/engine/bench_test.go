@@ -212,6 +212,10 @@ func benchThroughput(b *testing.B, workers int) {
 	}
 }
 
+// BenchmarkSteps4 is the low end of sharing: four workflows in flight, whose
+// checkpoints a batcher splitting them into cohorts would leave below the
+// raw rate.
+func BenchmarkSteps4(b *testing.B)  { benchSteps(b, 4) }
 func BenchmarkSteps16(b *testing.B) { benchSteps(b, 16) }
 func BenchmarkSteps64(b *testing.B) { benchSteps(b, 64) }
 
