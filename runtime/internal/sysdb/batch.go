@@ -8,29 +8,30 @@ import (
 	"time"
 )
 
-// stepBatcher lets concurrent step checkpoints share a round trip (group
-// commit in the client). A checkpoint that finds the flight free sends its
-// row at once, alone: one in flight waits for no company. Checkpoints that
-// arrive while it is busy queue, and when it lands the flight goes on with
-// all of them as one statement (PostgreSQL: a multi-row INSERT; SQLite: one
-// transaction, one commit). Each caller returns once the statement holding
-// its row has committed, with its own row's result.
+// batcher lets concurrent writes of one kind share a round trip (group
+// commit in the client): step checkpoints, and on PostgreSQL workflow
+// outcomes. A write that finds the flight free sends its row at once,
+// alone: one in flight waits for no company. Writes that arrive while it is
+// busy queue, and when it lands the flight goes on with all of them as one
+// statement (PostgreSQL: a multi-row statement; SQLite: one transaction,
+// one commit). Each caller returns once the statement holding its row has
+// committed, with its own row's result.
 //
 // One flight, not several: a commit's fixed cost (its WAL flush, the
 // wake-ups on both sides) dominates a small batch's, so the fewer and
 // fuller the statements, the more steps a core carries. Measured with 16
 // workflows in flight: two flights carried 6 rows a statement and about
 // 35% more server CPU per step than one flight with 12.
-type stepBatcher struct {
+type batcher[T any] struct {
 	maxRows int
-	// one records a single row (the unbatched statement); many records rows
-	// in one statement and reports which of them it inserted.
-	one  func(ctx context.Context, row StepRow) (bool, error)
-	many func(ctx context.Context, rows []StepRow) ([]bool, error)
+	// one writes a single row (the unbatched statement); many writes rows in
+	// one statement and reports, for each, whether it took effect.
+	one  func(ctx context.Context, row T) (bool, error)
+	many func(ctx context.Context, rows []T) ([]bool, error)
 
 	mu     sync.Mutex
 	flying bool
-	queue  []*queuedStep
+	queue  []*queued[T]
 
 	batches, batchedRows atomic.Int64 // multi-row statements sent, and their rows
 }
@@ -38,19 +39,20 @@ type stepBatcher struct {
 // batchTimeout bounds a batch's statement, which no caller's context does.
 const batchTimeout = time.Minute
 
-type queuedStep struct {
-	row  StepRow
-	done chan stepResult // buffered: the flusher never blocks on a caller
+type queued[T any] struct {
+	row  T
+	done chan result // buffered: the flusher never blocks on a caller
 }
 
-type stepResult struct {
-	inserted bool
-	err      error
+type result struct {
+	applied bool
+	err     error
 }
 
-// record inserts row, alone or in a batch; it reports whether this call
-// inserted it (false: a row with its key was there already).
-func (b *stepBatcher) record(ctx context.Context, row StepRow) (bool, error) {
+// record writes row, alone or in a batch; it reports whether this call's
+// write took effect (for a step: false when a row with its key was there
+// already).
+func (b *batcher[T]) record(ctx context.Context, row T) (bool, error) {
 	b.mu.Lock()
 	if !b.flying {
 		b.flying = true
@@ -59,22 +61,22 @@ func (b *stepBatcher) record(ctx context.Context, row StepRow) (bool, error) {
 		b.landed()
 		return ins, err
 	}
-	q := &queuedStep{row: row, done: make(chan stepResult, 1)}
+	q := &queued[T]{row: row, done: make(chan result, 1)}
 	b.queue = append(b.queue, q)
 	b.mu.Unlock()
 	select {
 	case r := <-q.done:
-		return r.inserted, r.err
+		return r.applied, r.err
 	case <-ctx.Done():
 		// The row may still be written by its batch: a later execution
-		// then finds it recorded, as after any interrupted checkpoint.
+		// then finds it written, as after any interrupted write.
 		return false, ctx.Err()
 	}
 }
 
 // landed ends a flight: if checkpoints queued meanwhile, the flight goes on
 // with them as one batch, in its own goroutine.
-func (b *stepBatcher) landed() {
+func (b *batcher[T]) landed() {
 	b.mu.Lock()
 	if len(b.queue) == 0 {
 		b.flying = false
@@ -100,31 +102,31 @@ func (b *stepBatcher) landed() {
 
 // flush sends batch as one statement; if that fails, each row goes alone,
 // so that an error reaches the checkpoint that caused it.
-func (b *stepBatcher) flush(batch []*queuedStep) {
+func (b *batcher[T]) flush(batch []*queued[T]) {
 	// The rows belong to callers with their own contexts; the statement
 	// serves them all, so it runs on its own, bounded.
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
 	if len(batch) == 1 {
 		ins, err := b.one(ctx, batch[0].row)
-		batch[0].done <- stepResult{ins, err}
+		batch[0].done <- result{ins, err}
 		return
 	}
-	rows := make([]StepRow, len(batch))
+	rows := make([]T, len(batch))
 	for i, q := range batch {
 		rows[i] = q.row
 	}
-	inserted, err := b.many(ctx, rows)
+	applied, err := b.many(ctx, rows)
 	b.batches.Add(1)
 	b.batchedRows.Add(int64(len(rows)))
 	if err == nil {
 		for i, q := range batch {
-			q.done <- stepResult{inserted: inserted[i]}
+			q.done <- result{applied: applied[i]}
 		}
 		return
 	}
 	for _, q := range batch {
 		ins, err := b.one(ctx, q.row)
-		q.done <- stepResult{ins, err}
+		q.done <- result{ins, err}
 	}
 }

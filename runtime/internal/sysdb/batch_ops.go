@@ -3,7 +3,7 @@ package sysdb
 import "context"
 
 // The two engines' ways of recording many step rows at once, for the
-// stepBatcher.
+// batcher.
 
 type stepKey struct {
 	wf string

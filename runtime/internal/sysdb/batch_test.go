@@ -19,7 +19,7 @@ func TestStepBatcherRules(t *testing.T) {
 	release := make(chan struct{})
 	var ones, manys atomic.Int32
 	var sizes sync.Map
-	b := &stepBatcher{maxRows: 100,
+	b := &batcher[StepRow]{maxRows: 100,
 		one: func(ctx context.Context, r StepRow) (bool, error) {
 			if ones.Add(1) == 1 {
 				<-release // hold the only flight until the others queue
@@ -96,7 +96,7 @@ func TestStepBatcherGathersAnsweredCallers(t *testing.T) {
 	// caller queue before the flight departs.
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	var rows, batches atomic.Int64 // statements, single-row ones included
-	b := &stepBatcher{maxRows: 100,
+	b := &batcher[StepRow]{maxRows: 100,
 		one: func(ctx context.Context, r StepRow) (bool, error) {
 			time.Sleep(200 * time.Microsecond) // a round trip
 			rows.Add(1)
@@ -177,7 +177,7 @@ func TestRecordStepConcurrentBatches(t *testing.T) {
 	})
 }
 
-func batcherOf(s Store) *stepBatcher {
+func batcherOf(s Store) *batcher[StepRow] {
 	switch s := s.(type) {
 	case *Postgres:
 		return s.batch

@@ -16,7 +16,7 @@ type store struct {
 	dl      dialect
 	q       queries
 	appName string // application_name of the rows this store writes and recovers
-	batch   *stepBatcher
+	batch   *batcher[StepRow]
 	hub     *notifier
 }
 
@@ -37,7 +37,7 @@ func (s *store) SetBatching(on bool) {
 		s.batch = nil
 		return
 	}
-	b := &stepBatcher{maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
+	b := &batcher[StepRow]{maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
 	if !s.dl.cte {
 		b.many = s.recordStepsTx
 	}
@@ -191,7 +191,7 @@ func (s *store) recordOne(ctx context.Context, st StepRow) (bool, error) {
 }
 
 // RecordStep implements Store: one INSERT, which concurrent checkpoints may
-// share (see stepBatcher); only when another execution
+// share (see batcher); only when another execution
 // recorded the step first, a second query reads that outcome.
 func (s *store) RecordStep(ctx context.Context, st StepRow) (StepRow, bool, error) {
 	var inserted bool
