@@ -53,8 +53,8 @@ func (tr *stmtTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Tr
 		case string:
 			batch[0].key = k
 		case []string:
-			// Step checkpoints that shared one statement (a batch): each
-			// row counts, under its own workflow.
+			// Step checkpoints or outcomes that shared one statement (a
+			// batch): each row counts, under its own workflow.
 			batch = batch[:0]
 			for _, wf := range k {
 				batch = append(batch, stmt{kind: s.kind, key: wf})
@@ -106,7 +106,8 @@ func classify(sql string) string {
 		return "load-steps"
 	case strings.HasPrefix(q, "SELECT") && strings.Contains(q, ".operation_outputs"):
 		return "read-step"
-	case strings.HasPrefix(q, "WITH u AS ( UPDATE") && strings.Contains(q, ".workflow_status SET status = $2"):
+	case strings.HasPrefix(q, "WITH u AS ( UPDATE") && strings.Contains(q, ".workflow_status SET status = $2"),
+		strings.HasPrefix(q, "WITH v AS ( SELECT * FROM unnest(") && strings.Contains(q, ".workflow_status s SET status = v.status"):
 		return "finish"
 	case strings.HasPrefix(q, "SELECT workflow_uuid FROM") && strings.Contains(q, "'CANCELLED'"):
 		return "cancel-poll"

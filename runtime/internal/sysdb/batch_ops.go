@@ -2,8 +2,7 @@ package sysdb
 
 import "context"
 
-// The two engines' ways of recording many step rows at once, for the
-// batcher.
+// The engines' ways of writing many rows at once, for the batcher.
 
 type stepKey struct {
 	wf string
@@ -27,4 +26,9 @@ func (s *store) recordStepsPG(ctx context.Context, batch []StepRow) ([]bool, err
 // fsync of the single writer) for all of them.
 func (s *store) recordStepsTx(ctx context.Context, rows []StepRow) ([]bool, error) {
 	return s.d.(*sqliteDriver).recordSteps(ctx, rows)
+}
+
+// finishManyPG records outcomes with one statement.
+func (s *store) finishManyPG(ctx context.Context, batch []FinishParams) ([]bool, error) {
+	return s.d.(pgDriver).finishMany(ctx, s.q.finishMany, batch, nowMS())
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -219,5 +220,95 @@ func TestRecordStepsBatchTextRoundTrip(t *testing.T) {
 	// sends each row alone and each learns its own outcome.
 	if _, err := s.recordStepsPG(ctx, []StepRow{{WorkflowID: rows[0].WorkflowID, StepID: 100, Name: "n"}, rows[0]}); err == nil {
 		t.Fatal("a batch with a recorded key succeeded")
+	}
+}
+
+// On PostgreSQL, concurrent finishes share statements: each caller learns
+// whether its own workflow took the outcome, every outcome is stored as
+// sent, and a second round of finishes for the same workflows takes none.
+func TestFinishWorkflowConcurrentBatches(t *testing.T) {
+	tg := newPostgresTarget(t)
+	s := tg.migrated(t).(*Postgres)
+	ctx := context.Background()
+	const n = 200
+	for i := range n {
+		mustInit(t, s, initParams(fmt.Sprint("wf-", i)))
+	}
+	outcome := func(i, round int) FinishParams {
+		id := fmt.Sprint("wf-", i)
+		if i%3 == 1 {
+			return FinishParams{ID: id, Status: StatusError, Error: fmt.Sprintf(`{"message":"failed %d/%d"}`, i, round)}
+		}
+		return FinishParams{ID: id, Status: StatusSuccess, Output: fmt.Sprintf(`"out %d/%d \" {x}"`, i, round)}
+	}
+	for round := range 2 {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				took, err := s.FinishWorkflow(ctx, outcome(i, round))
+				if err != nil {
+					t.Error(err)
+				} else if took != (round == 0) {
+					t.Errorf("round %d: wf-%d took its outcome: %v", round, i, took)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	for i := range n {
+		w, err := s.Workflow(ctx, fmt.Sprint("wf-", i))
+		want := outcome(i, 0)
+		if err != nil || w.Status != want.Status || w.Output != want.Output || w.Error != want.Error {
+			t.Errorf("wf-%d: %s %q %q, %v; want the first round's %+v", i, w.Status, w.Output, w.Error, err, want)
+		}
+	}
+	if b := s.finishes; b == nil || b.batches.Load() == 0 {
+		t.Error("400 concurrent finishes never shared a statement")
+	} else {
+		t.Logf("%d outcomes in %d shared statements", b.batchedRows.Load(), b.batches.Load())
+	}
+}
+
+// A batch of outcomes reports, row by row, which workflows took theirs: a
+// workflow that finished already, or that does not exist, takes nothing,
+// and gets no outcome row. An ID twice in one batch fails the statement, so
+// that the batcher sends each alone.
+func TestFinishManyPG(t *testing.T) {
+	tg := newPostgresTarget(t)
+	s := tg.migrated(t).(*Postgres)
+	ctx := context.Background()
+	for _, id := range []string{"a", "b", "done"} {
+		mustInit(t, s, initParams(id))
+	}
+	if ok, err := s.finishOne(ctx, FinishParams{ID: "done", Status: StatusSuccess, Output: `1`}); !ok || err != nil {
+		t.Fatalf("finishOne = %v, %v", ok, err)
+	}
+	batch := []FinishParams{
+		{ID: "a", Status: StatusSuccess, Output: `"a"`},
+		{ID: "done", Status: StatusError, Error: `"late"`},
+		{ID: "missing", Status: StatusSuccess, Output: `"m"`},
+		{ID: "b", Status: StatusError, Error: `"b failed"`},
+	}
+	took, err := s.finishManyPG(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, false, false, true}; !slices.Equal(took, want) {
+		t.Errorf("took = %v, want %v", took, want)
+	}
+	for _, c := range []struct{ id, status, output, error string }{
+		{"a", StatusSuccess, `"a"`, ""}, {"b", StatusError, "", `"b failed"`}, {"done", StatusSuccess, `1`, ""},
+	} {
+		w, err := s.Workflow(ctx, c.id)
+		if err != nil || w.Status != c.status || w.Output != c.output || w.Error != c.error {
+			t.Errorf("%s: %s %q %q, %v; want %s %q %q", c.id, w.Status, w.Output, w.Error, err, c.status, c.output, c.error)
+		}
+	}
+	if _, err := s.Workflow(ctx, "missing"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("missing: %v, want ErrNotFound", err)
+	}
+	mustInit(t, s, initParams("twice"))
+	if _, err := s.finishManyPG(ctx, []FinishParams{{ID: "twice", Status: StatusSuccess}, {ID: "twice", Status: StatusError}}); err == nil {
+		t.Error("a batch with one ID twice succeeded")
 	}
 }

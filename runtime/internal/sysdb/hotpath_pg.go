@@ -255,8 +255,8 @@ func parseInt(b []byte) (int64, error) {
 	return n, nil
 }
 
-// strs appends a text array of one string field of rows.
-func (a *textArgs) strs(rows []StepRow, f func(*StepRow) string) *textArgs {
+// strArray appends a text array of one string field of rows.
+func strArray[T any](a *textArgs, rows []T, f func(*T) string) {
 	a.buf = append(a.buf, '{')
 	for i := range rows {
 		if i > 0 {
@@ -274,11 +274,10 @@ func (a *textArgs) strs(rows []StepRow, f func(*StepRow) string) *textArgs {
 	}
 	a.buf = append(a.buf, '}')
 	a.ends = append(a.ends, len(a.buf))
-	return a
 }
 
-// nums appends a text array of one integer field of rows.
-func (a *textArgs) nums(rows []StepRow, f func(*StepRow) int64) *textArgs {
+// numArray appends a text array of one integer field of rows.
+func numArray[T any](a *textArgs, rows []T, f func(*T) int64) {
 	a.buf = append(a.buf, '{')
 	for i := range rows {
 		if i > 0 {
@@ -288,7 +287,6 @@ func (a *textArgs) nums(rows []StepRow, f func(*StepRow) int64) *textArgs {
 	}
 	a.buf = append(a.buf, '}')
 	a.ends = append(a.ends, len(a.buf))
-	return a
 }
 
 // recordSteps inserts a batch of step checkpoints in one statement
@@ -302,15 +300,15 @@ func (d pgDriver) recordSteps(ctx context.Context, sql string, rows []StepRow, a
 	}
 	a := textArgsPool.Get().(*textArgs)
 	defer a.release()
-	a.strs(rows, func(r *StepRow) string { return r.WorkflowID }).
-		nums(rows, func(r *StepRow) int64 { return int64(r.StepID) }).
-		strs(rows, func(r *StepRow) string { return r.Name }).
-		strs(rows, func(r *StepRow) string { return r.Output }).
-		strs(rows, func(r *StepRow) string { return r.Error }).
-		strs(rows, func(r *StepRow) string { return r.ChildID }).
-		nums(rows, func(r *StepRow) int64 { return r.StartedMS }).
-		nums(rows, func(r *StepRow) int64 { return r.CompletedMS }).
-		str(appName)
+	strArray(a, rows, func(r *StepRow) string { return r.WorkflowID })
+	numArray(a, rows, func(r *StepRow) int64 { return int64(r.StepID) })
+	strArray(a, rows, func(r *StepRow) string { return r.Name })
+	strArray(a, rows, func(r *StepRow) string { return r.Output })
+	strArray(a, rows, func(r *StepRow) string { return r.Error })
+	strArray(a, rows, func(r *StepRow) string { return r.ChildID })
+	numArray(a, rows, func(r *StepRow) int64 { return r.StartedMS })
+	numArray(a, rows, func(r *StepRow) int64 { return r.CompletedMS })
+	a.str(appName)
 	trace := func() []any {
 		wf := make([]string, len(rows))
 		for i, r := range rows {
@@ -323,4 +321,39 @@ func (d pgDriver) recordSteps(ctx context.Context, sql string, rows []StepRow, a
 		err = fmt.Errorf("a batch of %d step checkpoints inserted %d rows", len(rows), n)
 	}
 	return err
+}
+
+// finishMany records the outcomes of workflows in one statement
+// (pgFinishMany); it reports, for each, whether its row was PENDING and
+// took the outcome, as finish does.
+func (d pgDriver) finishMany(ctx context.Context, sql string, ps []FinishParams, now int64) ([]bool, error) {
+	a := textArgsPool.Get().(*textArgs)
+	defer a.release()
+	strArray(a, ps, func(p *FinishParams) string { return p.ID })
+	strArray(a, ps, func(p *FinishParams) string { return p.Status })
+	strArray(a, ps, func(p *FinishParams) string { return p.Output })
+	strArray(a, ps, func(p *FinishParams) string { return p.Error })
+	a.num(now)
+	trace := func() []any {
+		ids := make([]string, len(ps))
+		for i, p := range ps {
+			ids[i] = p.ID
+		}
+		return []any{ids}
+	}
+	at := make(map[string]int, len(ps))
+	for i, p := range ps {
+		at[p.ID] = i
+	}
+	took := make([]bool, len(ps))
+	err := d.hot(ctx, "dbosgen_finishes", sql, a, trace, func(rr *pgconn.ResultReader) error {
+		for rr.NextRow() {
+			if i, ok := at[string(rr.Values()[0])]; ok {
+				took[i] = true
+			}
+		}
+		_, err := rr.Close()
+		return err
+	})
+	return took, err
 }

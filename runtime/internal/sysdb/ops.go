@@ -17,7 +17,10 @@ type store struct {
 	q       queries
 	appName string // application_name of the rows this store writes and recovers
 	batch   *batcher[StepRow]
-	hub     *notifier
+	// finishes batches workflow outcomes (PostgreSQL only: SQLite's
+	// finish is a transaction of its own on the single writer).
+	finishes *batcher[FinishParams]
+	hub      *notifier
 }
 
 // maxBatchRows bounds a batch statement's rows.
@@ -30,16 +33,18 @@ func newStore(d engineDriver, dl dialect, appName string) *store {
 }
 
 // SetBatching turns the sharing of round trips by concurrent step
-// checkpoints on or off (off: each checkpoint is its own statement, for
-// debugging). Call it before the store is used.
+// checkpoints and workflow outcomes on or off (off: each is its own
+// statement, for debugging). Call it before the store is used.
 func (s *store) SetBatching(on bool) {
 	if !on {
-		s.batch = nil
+		s.batch, s.finishes = nil, nil
 		return
 	}
 	b := &batcher[StepRow]{maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
 	if !s.dl.cte {
 		b.many = s.recordStepsTx
+	} else {
+		s.finishes = &batcher[FinishParams]{maxRows: maxBatchRows, one: s.finishOne, many: s.finishManyPG}
 	}
 	s.batch = b
 }
@@ -107,9 +112,18 @@ func newRow(r WorkflowRow, now int64) WorkflowRow {
 	return r
 }
 
-// FinishWorkflow implements Store: one CTE on PostgreSQL, the status update
-// and the outcome in one transaction on SQLite (sqliteDriver.finish).
+// FinishWorkflow implements Store: one CTE on PostgreSQL, which concurrent
+// finishes share (see batcher); the status update and the outcome in one
+// transaction on SQLite (sqliteDriver.finish).
 func (s *store) FinishWorkflow(ctx context.Context, p FinishParams) (bool, error) {
+	if s.finishes != nil {
+		return s.finishes.record(ctx, p)
+	}
+	return s.finishOne(ctx, p)
+}
+
+// finishOne records one workflow's outcome with its own statement.
+func (s *store) finishOne(ctx context.Context, p FinishParams) (bool, error) {
 	now := nowMS()
 	if s.dl.cte {
 		return s.d.(workflowWriter).finish(ctx, s.q.finish, p, now)

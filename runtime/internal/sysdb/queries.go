@@ -53,6 +53,7 @@ type queries struct {
 	init, finish, cancel  string
 	insert                string // PostgreSQL only: a new workflow (pgInsert)
 	recordSteps           string // PostgreSQL only: a batch of steps
+	finishMany            string // PostgreSQL only: a batch of outcomes
 	insertInputs, outcome string // SQLite only
 	deadLetter            string // the error of a workflow a start parked
 }
@@ -78,6 +79,7 @@ VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7::B
 	q.deadLetter = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, error) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
 	if d.cte {
 		q.init, q.finish, q.recordSteps = d.render(pgInit), d.render(pgFinish), d.render(recordSteps)
+		q.finishMany = d.render(pgFinishMany)
 		q.insert = d.render(pgInsert)
 		q.cancel = d.render(cancelTree + `, c AS (` + cancelSet + `)
 SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`)
@@ -226,6 +228,23 @@ const pgFinish = `WITH u AS (
 INSERT INTO {schema}.workflow_output (workflow_uuid, output, error)
 SELECT workflow_uuid, NULLIF($3, ''), NULLIF($4, '') FROM u
 ON CONFLICT (workflow_uuid) DO UPDATE SET output = EXCLUDED.output, error = EXCLUDED.error`
+
+// pgFinishMany is pgFinish for many workflows in one statement (their
+// outcomes come as arrays, so one statement text serves every batch size);
+// it returns the IDs whose rows were PENDING and took their outcome. An ID
+// twice in one batch fails the statement (the output upsert would touch its
+// row twice), and the batcher then sends each alone.
+const pgFinishMany = `WITH v AS (
+	SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[]) AS v(id, status, output, error)
+), u AS (
+	UPDATE {schema}.workflow_status s SET status = v.status, updated_at = $5, completed_at = $5, deduplication_id = NULL, owner_xid = NULL
+	FROM v WHERE s.workflow_uuid = v.id AND s.status = 'PENDING' RETURNING s.workflow_uuid
+), o AS (
+	INSERT INTO {schema}.workflow_output (workflow_uuid, output, error)
+	SELECT v.id, NULLIF(v.output, ''), NULLIF(v.error, '') FROM v JOIN u ON u.workflow_uuid = v.id
+	ON CONFLICT (workflow_uuid) DO UPDATE SET output = EXCLUDED.output, error = EXCLUDED.error
+)
+SELECT workflow_uuid FROM u`
 
 // cancelTree names a workflow and all its descendants; the cancel statements
 // of both engines update those that have not finished, as DBOS's cancel does.
