@@ -197,36 +197,71 @@ WHERE queue_name = $1 AND (status = 'PENDING' OR (rate_limited AND started_at_ep
 // saves that statement), of this version or none (a DBOS client's enqueue),
 // priority then FIFO.
 const dequeueCandidates = `SELECT workflow_uuid FROM {schema}.workflow_status
-WHERE queue_name = $1 AND (status = 'ENQUEUED' OR (status = 'DELAYED' AND delay_until_epoch_ms <= $4))
-	AND (application_version = $3 OR application_version IS NULL)
-	AND (application_name = $7 OR application_name IS NULL)
-	AND ($8 = '' OR queue_partition_key = $8)
+WHERE (status = 'ENQUEUED' OR (status = 'DELAYED' AND delay_until_epoch_ms <= $4)) AND ` + dequeueFilter + `
 ORDER BY priority, created_at
 LIMIT $9`
+
+// dequeueFilter is what, besides its status, makes a row of queue $1 this
+// dequeuer's to take.
+const dequeueFilter = `queue_name = $1
+	AND (application_version = $3 OR application_version IS NULL)
+	AND (application_name = $7 OR application_name IS NULL)
+	AND ($8 = '' OR queue_partition_key = $8)`
+
+// pgDequeueCandidates selects and locks dequeueCandidates' rows on
+// PostgreSQL, up to {limit}. The ENQUEUED rows and the due DELAYED ones are
+// two branches, each ordered and limited on its own: an OR of the two
+// would keep the planner from reading DBOS's in-flight index (queue_name,
+// status, priority, created_at) in order, and every dequeue would sort all
+// of the queue's runnable rows (8.6 ms for 6,000; once per finished
+// workflow on a queue with worker concurrency). SKIP LOCKED lets dequeuers
+// of queues without queue-wide limits pass each other.
+const pgDequeueCandidates = `SELECT workflow_uuid FROM (
+	SELECT * FROM (SELECT workflow_uuid, priority, created_at FROM {schema}.workflow_status
+		WHERE status = 'ENQUEUED' AND ` + dequeueFilter + `
+		ORDER BY priority, created_at LIMIT {limit} FOR UPDATE SKIP LOCKED) e
+	UNION ALL
+	SELECT * FROM (SELECT workflow_uuid, priority, created_at FROM {schema}.workflow_status
+		WHERE status = 'DELAYED' AND delay_until_epoch_ms <= $4 AND ` + dequeueFilter + `
+		ORDER BY priority, created_at LIMIT {limit} FOR UPDATE SKIP LOCKED) d
+) c ORDER BY priority, created_at LIMIT {limit}`
 
 const dequeueClaim = `UPDATE {schema}.workflow_status SET status = 'PENDING', executor_id = $2, application_version = $3,
 	started_at_epoch_ms = $4, updated_at = $4, rate_limited = $5, recovery_attempts = recovery_attempts + 1,
 	owner_xid = $6, application_name = COALESCE(application_name, NULLIF($7, '')),
 	workflow_deadline_epoch_ms = CASE WHEN workflow_timeout_ms IS NOT NULL AND workflow_deadline_epoch_ms IS NULL
 		THEN $4 + workflow_timeout_ms ELSE workflow_deadline_epoch_ms END
-WHERE workflow_uuid IN (` + dequeueCandidates + `{lock})
+WHERE workflow_uuid {in} ({candidates})
 	AND status IN ('ENQUEUED', 'DELAYED')`
 
-// pgDequeue claims and returns the claimed rows with their inputs in one
-// statement; SKIP LOCKED lets dequeuers of queues without queue-wide limits
-// pass each other.
-var pgDequeue = `WITH s AS (` + strings.Replace(dequeueClaim, "{lock}", " FOR UPDATE SKIP LOCKED", 1) + ` RETURNING *)
+// pgDequeueLimited claims up to limit rows and returns them with their
+// inputs in one statement.
+func pgDequeueLimited(limit string) string {
+	candidates := strings.ReplaceAll(pgDequeueCandidates, "{limit}", limit)
+	// = ANY (ARRAY(…)) claims the candidates by primary key: with IN, a
+	// limit the planner cannot read (pgDequeueLocal's) made it hash-join
+	// the candidates against a scan of the whole table.
+	claim := strings.NewReplacer("{in}", "= ANY (ARRAY", "{candidates}", candidates+")").Replace(dequeueClaim)
+	return `WITH s AS (` + claim + ` RETURNING *)
 SELECT s.workflow_uuid, EXISTS (SELECT 1 FROM {schema}.operation_outputs x WHERE x.workflow_uuid = s.workflow_uuid), ` + wfColumns + `
 FROM s LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
 	LEFT JOIN {schema}.workflow_output o ON o.workflow_uuid = s.workflow_uuid
 ORDER BY s.priority, s.created_at`
+}
+
+// pgDequeue claims up to $9 rows (pgDequeueLimited).
+var pgDequeue = pgDequeueLimited("$9")
 
 // pgDequeueLocal is pgDequeue for a queue whose only limit is this
 // executor's worker concurrency ($10): the count is a subquery of the claim.
 // One statement needs no transaction: only this executor's runner claims
 // for it, and it runs one dequeue at a time.
-var pgDequeueLocal = strings.Replace(pgDequeue, "LIMIT $9", `LIMIT GREATEST(0, LEAST($9, $10 - (SELECT count(*)
-	FROM {schema}.workflow_status WHERE queue_name = $1 AND status = 'PENDING' AND executor_id = $2)))`, 1)
+var pgDequeueLocal = pgDequeueLimited(`GREATEST(0, LEAST($9, $10 - (SELECT count(*)
+	FROM {schema}.workflow_status WHERE queue_name = $1 AND status = 'PENDING' AND executor_id = $2)))`)
+
+// sqliteDequeueClaim claims dequeueCandidates' rows; SQLite's write
+// transaction holds them already.
+var sqliteDequeueClaim = strings.NewReplacer("{in}", "IN", "{candidates}", dequeueCandidates).Replace(dequeueClaim)
 
 // Dequeue implements Queuer: on PostgreSQL one statement for a queue
 // without queue-wide limits; else [an advisory lock,] the counts and the
@@ -291,7 +326,7 @@ func (s *store) Dequeue(ctx context.Context, p DequeueParams) ([]Dequeued, error
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		if _, err := tx.Exec(ctx, s.dl.cached(strings.Replace(dequeueClaim, "{lock}", "", 1)), args...); err != nil {
+		if _, err := tx.Exec(ctx, s.dl.cached(sqliteDequeueClaim), args...); err != nil {
 			return err
 		}
 		for _, id := range ids {

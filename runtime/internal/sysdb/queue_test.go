@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -110,6 +111,37 @@ func TestQueueOps(t *testing.T) {
 		time.Sleep(350 * time.Millisecond)
 		if got := dequeue(t, q, DequeueParams{Queue: "prio"}); fmt.Sprint(got) != "[late]" {
 			t.Fatalf("after its delay: %v", got)
+		}
+	})
+}
+
+// Due DELAYED rows and ENQUEUED rows form one queue: a dequeue takes them
+// in priority order across both, and its limit counts both, with and
+// without worker concurrency.
+func TestDequeueMergesDelayedAndEnqueued(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, tg *target) {
+		q := tg.migrated(t).(Queuer)
+		for _, queue := range []string{"mixed", "mixed-local"} {
+			due := time.Now().Add(100 * time.Millisecond).UnixMilli()
+			enqueue(t, q, queue+"-e2", queue, func(e *EnqueueParams) { e.Priority = 2 })
+			enqueue(t, q, queue+"-d1", queue, func(e *EnqueueParams) { e.Priority = 1; e.DelayUntilMS = due })
+			enqueue(t, q, queue+"-e3", queue, func(e *EnqueueParams) { e.Priority = 3 })
+			enqueue(t, q, queue+"-d0", queue, func(e *EnqueueParams) { e.Priority = 0; e.DelayUntilMS = due })
+			enqueue(t, q, queue+"-d4", queue, func(e *EnqueueParams) { e.Priority = 4; e.DelayUntilMS = due })
+			time.Sleep(time.Until(time.UnixMilli(due)) + 20*time.Millisecond)
+			p := DequeueParams{Queue: queue, Max: 3}
+			if queue == "mixed-local" {
+				p.WorkerConcurrency = 3
+			}
+			want := []string{queue + "-d0", queue + "-d1", queue + "-e2"}
+			if got := dequeue(t, q, p); !slices.Equal(got, want) {
+				t.Fatalf("%s: dequeued %v, want %v", queue, got, want)
+			}
+			p.WorkerConcurrency = 0
+			want = []string{queue + "-e3", queue + "-d4"}
+			if got := dequeue(t, q, p); !slices.Equal(got, want) {
+				t.Fatalf("%s: then %v, want %v", queue, got, want)
+			}
 		}
 	})
 }
