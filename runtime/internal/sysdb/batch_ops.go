@@ -32,3 +32,8 @@ func (s *store) recordStepsTx(ctx context.Context, rows []StepRow) ([]bool, erro
 func (s *store) finishManyPG(ctx context.Context, batch []FinishParams) ([]bool, error) {
 	return s.d.(pgDriver).finishMany(ctx, s.q.finishMany, batch, nowMS())
 }
+
+// finishManyTx records outcomes in one transaction on SQLite.
+func (s *store) finishManyTx(ctx context.Context, batch []FinishParams) ([]bool, error) {
+	return s.d.(*sqliteDriver).finishMany(ctx, batch, nowMS())
+}

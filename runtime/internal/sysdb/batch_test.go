@@ -178,6 +178,16 @@ func TestRecordStepConcurrentBatches(t *testing.T) {
 	})
 }
 
+func finishesOf(s Store) *batcher[FinishParams] {
+	switch s := s.(type) {
+	case *Postgres:
+		return s.finishes
+	case *SQLite:
+		return s.finishes
+	}
+	return nil
+}
+
 func batcherOf(s Store) *batcher[StepRow] {
 	switch s := s.(type) {
 	case *Postgres:
@@ -223,12 +233,15 @@ func TestRecordStepsBatchTextRoundTrip(t *testing.T) {
 	}
 }
 
-// On PostgreSQL, concurrent finishes share statements: each caller learns
-// whether its own workflow took the outcome, every outcome is stored as
-// sent, and a second round of finishes for the same workflows takes none.
+// Concurrent finishes share statements (PostgreSQL) or transactions
+// (SQLite): each caller learns whether its own workflow took the outcome,
+// every outcome is stored as sent, and a second round of finishes for the
+// same workflows takes none.
 func TestFinishWorkflowConcurrentBatches(t *testing.T) {
-	tg := newPostgresTarget(t)
-	s := tg.migrated(t).(*Postgres)
+	forEachBackend(t, func(t *testing.T, tg *target) { testFinishConcurrentBatches(t, tg.migrated(t)) })
+}
+
+func testFinishConcurrentBatches(t *testing.T, s Store) {
 	ctx := context.Background()
 	const n = 200
 	for i := range n {
@@ -262,7 +275,7 @@ func TestFinishWorkflowConcurrentBatches(t *testing.T) {
 			t.Errorf("wf-%d: %s %q %q, %v; want the first round's %+v", i, w.Status, w.Output, w.Error, err, want)
 		}
 	}
-	if b := s.finishes; b == nil || b.batches.Load() == 0 {
+	if b := finishesOf(s); b == nil || b.batches.Load() == 0 {
 		t.Error("400 concurrent finishes never shared a statement")
 	} else {
 		t.Logf("%d outcomes in %d shared statements", b.batchedRows.Load(), b.batches.Load())

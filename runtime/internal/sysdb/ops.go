@@ -12,13 +12,11 @@ import (
 // SQLite embed it and add what only they have (opening, migrating,
 // notifications).
 type store struct {
-	d       engineDriver
-	dl      dialect
-	q       queries
-	appName string // application_name of the rows this store writes and recovers
-	batch   *batcher[StepRow]
-	// finishes batches workflow outcomes (PostgreSQL only: SQLite's
-	// finish is a transaction of its own on the single writer).
+	d        engineDriver
+	dl       dialect
+	q        queries
+	appName  string // application_name of the rows this store writes and recovers
+	batch    *batcher[StepRow]
 	finishes *batcher[FinishParams]
 	hub      *notifier
 }
@@ -40,13 +38,11 @@ func (s *store) SetBatching(on bool) {
 		s.batch, s.finishes = nil, nil
 		return
 	}
-	b := &batcher[StepRow]{maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
+	s.batch = &batcher[StepRow]{maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
+	s.finishes = &batcher[FinishParams]{maxRows: maxBatchRows, one: s.finishOne, many: s.finishManyPG}
 	if !s.dl.cte {
-		b.many = s.recordStepsTx
-	} else {
-		s.finishes = &batcher[FinishParams]{maxRows: maxBatchRows, one: s.finishOne, many: s.finishManyPG}
+		s.batch.many, s.finishes.many = s.recordStepsTx, s.finishManyTx
 	}
-	s.batch = b
 }
 
 // InitWorkflow implements Store. On PostgreSQL it is one data-modifying CTE
@@ -112,9 +108,9 @@ func newRow(r WorkflowRow, now int64) WorkflowRow {
 	return r
 }
 
-// FinishWorkflow implements Store: one CTE on PostgreSQL, which concurrent
-// finishes share (see batcher); the status update and the outcome in one
-// transaction on SQLite (sqliteDriver.finish).
+// FinishWorkflow implements Store: one CTE on PostgreSQL, the status update
+// and the outcome in one transaction on SQLite (sqliteDriver.finish);
+// concurrent finishes share the statement or the transaction (see batcher).
 func (s *store) FinishWorkflow(ctx context.Context, p FinishParams) (bool, error) {
 	if s.finishes != nil {
 		return s.finishes.record(ctx, p)

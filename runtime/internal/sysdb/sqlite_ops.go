@@ -104,16 +104,40 @@ func (d *sqliteDriver) start(ctx context.Context, ip InitParams, appName string,
 // outcome, in one transaction.
 func (d *sqliteDriver) finish(ctx context.Context, p FinishParams, now int64) (bool, error) {
 	var done bool
-	err := d.wr.inTx(ctx, func(c wconn) error {
-		n, err := c.exec(wFinish, p.ID, p.Status, now)
-		if err != nil || n != 1 {
-			return err
-		}
-		done = true
-		_, err = c.exec(wOutcome, p.ID, orNull(p.Output), orNull(p.Error))
+	err := d.wr.inTx(ctx, func(c wconn) (err error) {
+		done, err = finishIn(c, p, now)
 		return err
 	})
 	return done, err
+}
+
+// finishMany is finish for many workflows in one transaction: one commit
+// (one fsync of the single writer) for all of them.
+func (d *sqliteDriver) finishMany(ctx context.Context, ps []FinishParams, now int64) ([]bool, error) {
+	took := make([]bool, len(ps))
+	err := d.wr.inTx(ctx, func(c wconn) (err error) {
+		for i, p := range ps {
+			if took[i], err = finishIn(c, p, now); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return took, nil
+}
+
+// finishIn updates p's status row and, if it was PENDING, writes its
+// outcome; it reports whether it was.
+func finishIn(c wconn, p FinishParams, now int64) (bool, error) {
+	n, err := c.exec(wFinish, p.ID, p.Status, now)
+	if err != nil || n != 1 {
+		return false, err
+	}
+	_, err = c.exec(wOutcome, p.ID, orNull(p.Output), orNull(p.Error))
+	return err == nil, err
 }
 
 // wrow is one row of a writer's query, for scanWorkflow and scanStep.
