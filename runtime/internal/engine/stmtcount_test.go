@@ -53,8 +53,8 @@ func (tr *stmtTracer) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.Tr
 		case string:
 			batch[0].key = k
 		case []string:
-			// Step checkpoints or outcomes that shared one statement (a
-			// batch): each row counts, under its own workflow.
+			// Starts, step checkpoints or outcomes that shared one
+			// statement (a batch): each row counts, under its own workflow.
 			batch = batch[:0]
 			for _, wf := range k {
 				batch = append(batch, stmt{kind: s.kind, key: wf})
@@ -98,7 +98,8 @@ func (tr *stmtTracer) stop() []stmt {
 func classify(sql string) string {
 	q := strings.Join(strings.Fields(sql), " ")
 	switch {
-	case strings.HasPrefix(q, "WITH ins AS ( INSERT INTO") && strings.Contains(q, ".workflow_status"):
+	case strings.HasPrefix(q, "WITH ins AS ( INSERT INTO") && strings.Contains(q, ".workflow_status"),
+		strings.HasPrefix(q, "WITH v AS ( SELECT * FROM unnest(") && strings.Contains(q, ".workflow_input (workflow_uuid, inputs)"):
 		return "start"
 	case strings.HasPrefix(q, "INSERT INTO") && strings.Contains(q, ".operation_outputs"):
 		return "step"

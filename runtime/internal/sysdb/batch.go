@@ -3,6 +3,7 @@ package sysdb
 import (
 	"context"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,8 +69,18 @@ func (b *batcher[T]) record(ctx context.Context, row T) (bool, error) {
 	case r := <-q.done:
 		return r.applied, r.err
 	case <-ctx.Done():
-		// The row may still be written by its batch: a later execution
-		// then finds it written, as after any interrupted write.
+		b.mu.Lock()
+		for i, w := range b.queue {
+			if w == q {
+				// Still waiting: it leaves the queue, and nothing is written.
+				b.queue = slices.Delete(b.queue, i, i+1)
+				b.mu.Unlock()
+				return false, ctx.Err()
+			}
+		}
+		b.mu.Unlock()
+		// Its batch has left: the row may still be written, and a later
+		// execution then finds it written, as after any interrupted write.
 		return false, ctx.Err()
 	}
 }

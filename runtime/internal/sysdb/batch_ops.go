@@ -37,3 +37,8 @@ func (s *store) finishManyPG(ctx context.Context, batch []FinishParams) ([]bool,
 func (s *store) finishManyTx(ctx context.Context, batch []FinishParams) ([]bool, error) {
 	return s.d.(*sqliteDriver).finishMany(ctx, batch, nowMS())
 }
+
+// insertManyPG starts new workflows with one statement.
+func (s *store) insertManyPG(ctx context.Context, batch []newWorkflow) ([]bool, error) {
+	return s.d.(pgDriver).insertMany(ctx, s.q.insertMany, batch)
+}

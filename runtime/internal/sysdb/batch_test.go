@@ -88,6 +88,65 @@ func TestStepBatcherRules(t *testing.T) {
 	}
 }
 
+// A write whose caller gives up while it waits for the flight leaves the
+// queue: it is never written, and its caller gets the context's error.
+func TestBatcherCancelledWhileQueued(t *testing.T) {
+	release := make(chan struct{})
+	var written sync.Map
+	write := func(r StepRow) { written.Store(r.Name, true) }
+	b := &batcher[StepRow]{maxRows: 100,
+		one: func(ctx context.Context, r StepRow) (bool, error) {
+			if r.Name == "first" {
+				<-release // hold the flight
+			}
+			write(r)
+			return true, nil
+		},
+		many: func(ctx context.Context, rs []StepRow) ([]bool, error) {
+			for _, r := range rs {
+				write(r)
+			}
+			return make([]bool, len(rs)), nil
+		}}
+	first := make(chan error, 1)
+	go func() { _, err := b.record(context.Background(), StepRow{Name: "first"}); first <- err }()
+	for {
+		b.mu.Lock()
+		flying := b.flying
+		b.mu.Unlock()
+		if flying {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := b.record(ctx, StepRow{Name: "gave-up"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("record = %v, want the context's deadline", err)
+	}
+	kept := make(chan error, 1)
+	go func() { _, err := b.record(context.Background(), StepRow{Name: "kept"}); kept <- err }()
+	for {
+		b.mu.Lock()
+		n := len(b.queue)
+		b.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	if err := errors.Join(<-first, <-kept); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := written.Load("gave-up"); ok {
+		t.Error("a write abandoned while queued was written")
+	}
+	if _, ok := written.Load("kept"); !ok {
+		t.Error("the write queued after it was not written")
+	}
+}
+
 // Callers a batch has just answered, whose next checkpoints follow at once,
 // ride the next flight together instead of splitting into two cohorts that
 // take turns: eight callers in a loop fill batches of about eight rows,
@@ -323,5 +382,95 @@ func TestFinishManyPG(t *testing.T) {
 	mustInit(t, s, initParams("twice"))
 	if _, err := s.finishManyPG(ctx, []FinishParams{{ID: "twice", Status: StatusSuccess}, {ID: "twice", Status: StatusError}}); err == nil {
 		t.Error("a batch with one ID twice succeeded")
+	}
+}
+
+// A batch of new workflows on PostgreSQL stores each row as the lean start
+// does, and reports which it inserted: not an existing ID's. An ID twice in
+// one batch, or inputs left under one of its IDs, fail the statement, so
+// that the batcher sends each row alone.
+func TestInsertManyPG(t *testing.T) {
+	tg := newPostgresTarget(t)
+	s := tg.migrated(t).(*Postgres)
+	ctx := context.Background()
+	mustInit(t, s, initParams("old"))
+	row := func(id string, mod func(*WorkflowRow)) newWorkflow {
+		r := initParams(id).Row
+		r.AppName = s.appName
+		if mod != nil {
+			mod(&r)
+		}
+		return newWorkflow{Row: r, Now: 1_700_000_000_000, XID: "xid-" + id}
+	}
+	batch := []newWorkflow{
+		row("n1", func(r *WorkflowRow) {
+			r.Inputs, r.ParentID, r.TimeoutMS, r.DeadlineMS = `["a,\"b\"}"]`, "parent", 5000, 1_700_000_005_000
+		}),
+		row("old", nil),
+		row("n2", func(r *WorkflowRow) { r.Attributes = `{"k": "v"}` }),
+	}
+	took, err := s.insertManyPG(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []bool{true, false, true}; !slices.Equal(took, want) {
+		t.Fatalf("took = %v, want %v", took, want)
+	}
+	for _, i := range []int{0, 2} {
+		w, err := s.Workflow(ctx, batch[i].Row.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := newRow(batch[i].Row, batch[i].Now); w != want {
+			t.Errorf("stored %s:\n got %+v\nwant %+v", want.ID, w, want)
+		}
+	}
+	if w, err := s.Workflow(ctx, "old"); err != nil || w.Inputs != `["in"]` || w.RecoveryAttempts != 1 {
+		t.Errorf("the existing workflow changed: %+v, %v", w, err)
+	}
+	if _, err := s.insertManyPG(ctx, []newWorkflow{row("twice", nil), row("twice", nil)}); err == nil {
+		t.Error("a batch with one ID twice succeeded")
+	}
+	tg.exec(t, `INSERT INTO {schema}workflow_input (workflow_uuid, inputs) VALUES ('stray', '["old"]')`)
+	if _, err := s.insertManyPG(ctx, []newWorkflow{row("n3", nil), row("stray", nil)}); !isUniqueViolation(err) {
+		t.Errorf("a batch over stray inputs: %v, want a unique violation", err)
+	}
+	if _, err := s.Workflow(ctx, "n3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("n3 was written by a failed batch: %v", err)
+	}
+}
+
+// Concurrent starts on PostgreSQL share statements: each new workflow is
+// inserted once, with its own row, and a second round of starts with the
+// same IDs inserts none and finds each workflow.
+func TestInitWorkflowConcurrentBatches(t *testing.T) {
+	tg := newPostgresTarget(t)
+	s := tg.migrated(t).(*Postgres)
+	const n = 300
+	for round := range 2 {
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				p := initParams(fmt.Sprint("wf-", i))
+				p.Row.Inputs = fmt.Sprintf(`[%d]`, i)
+				if round == 1 {
+					p.Row.Inputs = `["again"]`
+				}
+				r, err := s.InitWorkflow(context.Background(), p)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if r.Inserted != (round == 0) || r.Row.Status != StatusPending || r.Row.Inputs != fmt.Sprintf(`[%d]`, i) {
+					t.Errorf("round %d, wf-%d: inserted %v, %+v", round, i, r.Inserted, r.Row)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if b := s.inserts; b == nil || b.batches.Load() == 0 {
+		t.Error("600 concurrent starts never shared a statement")
+	} else {
+		t.Logf("%d starts in %d shared statements", b.batchedRows.Load(), b.batches.Load())
 	}
 }

@@ -334,26 +334,55 @@ func (d pgDriver) finishMany(ctx context.Context, sql string, ps []FinishParams,
 	strArray(a, ps, func(p *FinishParams) string { return p.Output })
 	strArray(a, ps, func(p *FinishParams) string { return p.Error })
 	a.num(now)
-	trace := func() []any {
-		ids := make([]string, len(ps))
-		for i, p := range ps {
-			ids[i] = p.ID
+	return d.hotReturningIDs(ctx, "dbosgen_finishes", sql, a, len(ps), func(i int) string { return ps[i].ID })
+}
+
+// insertMany starts new workflows in one statement (pgInsertMany); it
+// reports, for each, whether it inserted the row (false: the ID exists).
+func (d pgDriver) insertMany(ctx context.Context, sql string, ws []newWorkflow) ([]bool, error) {
+	a := textArgsPool.Get().(*textArgs)
+	defer a.release()
+	strArray(a, ws, func(w *newWorkflow) string { return w.Row.ID })
+	strArray(a, ws, func(w *newWorkflow) string { return w.Row.Name })
+	strArray(a, ws, func(w *newWorkflow) string { return w.Row.ExecutorID })
+	strArray(a, ws, func(w *newWorkflow) string { return w.Row.AppVersion })
+	strArray(a, ws, func(w *newWorkflow) string { return w.Row.AppName })
+	strArray(a, ws, func(w *newWorkflow) string { return w.Row.ParentID })
+	numArray(a, ws, func(w *newWorkflow) int64 { return w.Row.TimeoutMS })
+	numArray(a, ws, func(w *newWorkflow) int64 { return w.Row.DeadlineMS })
+	numArray(a, ws, func(w *newWorkflow) int64 { return w.Now })
+	strArray(a, ws, func(w *newWorkflow) string { return w.XID })
+	strArray(a, ws, func(w *newWorkflow) string { return w.Row.Inputs })
+	strArray(a, ws, func(w *newWorkflow) string { return w.Row.Attributes })
+	return d.hotReturningIDs(ctx, "dbosgen_inserts", sql, a, len(ws), func(i int) string { return ws[i].Row.ID })
+}
+
+// hotReturningIDs runs a batch statement that returns the IDs of the rows
+// it applied to, and reports, for each of the n rows (id(i) its ID),
+// whether it did. A tracer sees the IDs as the first argument, so that a
+// statement count counts each row.
+func (d pgDriver) hotReturningIDs(ctx context.Context, name, sql string, args *textArgs, n int,
+	id func(int) string) ([]bool, error) {
+	traceArgs := func() []any {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = id(i)
 		}
 		return []any{ids}
 	}
-	at := make(map[string]int, len(ps))
-	for i, p := range ps {
-		at[p.ID] = i
+	at := make(map[string]int, n)
+	for i := range n {
+		at[id(i)] = i
 	}
-	took := make([]bool, len(ps))
-	err := d.hot(ctx, "dbosgen_finishes", sql, a, trace, func(rr *pgconn.ResultReader) error {
+	applied := make([]bool, n)
+	err := d.hot(ctx, name, sql, args, traceArgs, func(rr *pgconn.ResultReader) error {
 		for rr.NextRow() {
 			if i, ok := at[string(rr.Values()[0])]; ok {
-				took[i] = true
+				applied[i] = true
 			}
 		}
 		_, err := rr.Close()
 		return err
 	})
-	return took, err
+	return applied, err
 }

@@ -18,6 +18,7 @@ type store struct {
 	appName  string // application_name of the rows this store writes and recovers
 	batch    *batcher[StepRow]
 	finishes *batcher[FinishParams]
+	inserts  *batcher[newWorkflow] // PostgreSQL only: SQLite's start is a transaction of its own
 	hub      *notifier
 }
 
@@ -35,13 +36,15 @@ func newStore(d engineDriver, dl dialect, appName string) *store {
 // statement, for debugging). Call it before the store is used.
 func (s *store) SetBatching(on bool) {
 	if !on {
-		s.batch, s.finishes = nil, nil
+		s.batch, s.finishes, s.inserts = nil, nil, nil
 		return
 	}
 	s.batch = &batcher[StepRow]{maxRows: maxBatchRows, one: s.recordOne, many: s.recordStepsPG}
 	s.finishes = &batcher[FinishParams]{maxRows: maxBatchRows, one: s.finishOne, many: s.finishManyPG}
 	if !s.dl.cte {
 		s.batch.many, s.finishes.many = s.recordStepsTx, s.finishManyTx
+	} else {
+		s.inserts = &batcher[newWorkflow]{maxRows: maxBatchRows, one: s.insertOne, many: s.insertManyPG}
 	}
 }
 
@@ -59,7 +62,7 @@ func (s *store) InitWorkflow(ctx context.Context, ip InitParams) (InitResult, er
 			// A new workflow, as most starts are: one lean statement. An
 			// inputs row left without its status row (a hand-made delete)
 			// fails it, and pgInit replaces those inputs.
-			inserted, err := ww.insert(ctx, s.q.insert, r, now, xid)
+			inserted, err := s.insertNew(ctx, newWorkflow{Row: r, Now: now, XID: xid})
 			if err != nil && !isUniqueViolation(err) {
 				return res, err
 			}
@@ -116,6 +119,27 @@ func (s *store) FinishWorkflow(ctx context.Context, p FinishParams) (bool, error
 		return s.finishes.record(ctx, p)
 	}
 	return s.finishOne(ctx, p)
+}
+
+// newWorkflow is a new workflow's row for the lean start (pgInsert).
+type newWorkflow struct {
+	Row WorkflowRow
+	Now int64
+	XID string
+}
+
+// insertNew inserts a new workflow's row (PostgreSQL): alone, or with
+// concurrent starts in one statement. False: the ID exists.
+func (s *store) insertNew(ctx context.Context, w newWorkflow) (bool, error) {
+	if s.inserts != nil {
+		return s.inserts.record(ctx, w)
+	}
+	return s.insertOne(ctx, w)
+}
+
+// insertOne inserts a new workflow's row with its own statement.
+func (s *store) insertOne(ctx context.Context, w newWorkflow) (bool, error) {
+	return s.d.(workflowWriter).insert(ctx, s.q.insert, w.Row, w.Now, w.XID)
 }
 
 // finishOne records one workflow's outcome with its own statement.

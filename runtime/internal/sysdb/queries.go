@@ -54,6 +54,7 @@ type queries struct {
 	insert                string // PostgreSQL only: a new workflow (pgInsert)
 	recordSteps           string // PostgreSQL only: a batch of steps
 	finishMany            string // PostgreSQL only: a batch of outcomes
+	insertMany            string // PostgreSQL only: a batch of new workflows
 	insertInputs, outcome string // SQLite only
 	deadLetter            string // the error of a workflow a start parked
 }
@@ -79,7 +80,7 @@ VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7::B
 	q.deadLetter = d.render(`INSERT INTO {schema}.workflow_output (workflow_uuid, error) VALUES ($1, $2) ON CONFLICT (workflow_uuid) DO NOTHING`)
 	if d.cte {
 		q.init, q.finish, q.recordSteps = d.render(pgInit), d.render(pgFinish), d.render(recordSteps)
-		q.finishMany = d.render(pgFinishMany)
+		q.finishMany, q.insertMany = d.render(pgFinishMany), d.render(pgInsertMany)
 		q.insert = d.render(pgInsert)
 		q.cancel = d.render(cancelTree + `, c AS (` + cancelSet + `)
 SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`)
@@ -185,6 +186,27 @@ const pgInsert = `WITH ins AS (
 	RETURNING workflow_uuid
 )
 INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT workflow_uuid, $11 FROM ins`
+
+// pgInsertMany is pgInsert for many new workflows in one statement (their
+// rows come as arrays); it returns the IDs it inserted. An ID twice in one
+// batch fails the statement (its inputs would be inserted twice), and the
+// batcher then sends each alone.
+const pgInsertMany = `WITH v AS (
+	SELECT * FROM unnest($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], $7::BIGINT[], $8::BIGINT[],
+		$9::BIGINT[], $10::TEXT[], $11::TEXT[], $12::TEXT[])
+		AS v(id, name, executor, version, app, parent, timeout, deadline, now, xid, inputs, attributes)
+), ins AS (
+	INSERT INTO {schema}.workflow_status (workflow_uuid, status, name, executor_id, application_version,
+		application_name, parent_workflow_id, recovery_attempts, workflow_timeout_ms, workflow_deadline_epoch_ms,
+		created_at, updated_at, serialization, owner_xid, creator_xid, attributes)
+	SELECT id, 'PENDING', name, executor, version, NULLIF(app, ''), NULLIF(parent, ''), 1, NULLIF(timeout, 0), NULLIF(deadline, 0),
+		now, now, 'portable_json', xid, xid, NULLIF(attributes, '')::JSONB FROM v
+	ON CONFLICT (workflow_uuid) DO NOTHING
+	RETURNING workflow_uuid
+), inp AS (
+	INSERT INTO {schema}.workflow_input (workflow_uuid, inputs) SELECT v.id, v.inputs FROM ins JOIN v ON v.id = ins.workflow_uuid
+)
+SELECT workflow_uuid FROM ins`
 
 // pgInit starts or restarts a workflow in one statement: the status upsert,
 // the inputs of a new workflow, and the row as it stands, with its inputs
