@@ -89,12 +89,12 @@ type Config struct {
 	// CONNECTION LIMIT and the server's max_connections, and refuses with
 	// ErrConfig when it cannot fit.
 	ConnectionWaitTimeout time.Duration
-	// DisableStepBatching makes every step checkpoint, and on PostgreSQL
-	// every workflow outcome, a statement of its own. By default, those
-	// that arrive while another is in flight share the next statement: a
-	// multi-row INSERT or UPDATE, or one SQLite commit. Each step and
-	// workflow still returns only after its own row is durable; turn
-	// batching off to debug.
+	// DisableStepBatching makes every step checkpoint and workflow
+	// outcome, and on PostgreSQL every new workflow's start, a statement of
+	// its own. By default, those that arrive while another of their kind is
+	// in flight share the next statement: a multi-row INSERT or UPDATE, or
+	// one SQLite commit. Each still returns only after its own row is
+	// durable; turn batching off to debug.
 	DisableStepBatching bool
 	// Setup, when set, runs on the application database after the system
 	// schema is ready and before Launch resumes any workflow: create or

@@ -118,7 +118,7 @@ func classify(sql string) string {
 		return "read-workflow"
 	case strings.Contains(q, ".dbosgen_executors"):
 		return "lease" // renewal and adoption: on their own schedule, not per workflow
-	case strings.HasPrefix(q, "WITH s AS (UPDATE") && strings.Contains(q, "SKIP LOCKED"):
+	case (strings.HasPrefix(q, "WITH s AS (UPDATE") || strings.HasPrefix(q, "WITH lim AS (")) && strings.Contains(q, "SKIP LOCKED"):
 		return "dequeue"
 	case strings.HasPrefix(q, "WITH ins AS (INSERT") && strings.Contains(q, "'ENQUEUED'"):
 		return "enqueue"

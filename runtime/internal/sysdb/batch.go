@@ -10,13 +10,13 @@ import (
 )
 
 // batcher lets concurrent writes of one kind share a round trip (group
-// commit in the client): step checkpoints, and on PostgreSQL workflow
-// outcomes. A write that finds the flight free sends its row at once,
-// alone: one in flight waits for no company. Writes that arrive while it is
-// busy queue, and when it lands the flight goes on with all of them as one
-// statement (PostgreSQL: a multi-row statement; SQLite: one transaction,
-// one commit). Each caller returns once the statement holding its row has
-// committed, with its own row's result.
+// commit in the client): step checkpoints and workflow outcomes, and on
+// PostgreSQL new workflows' starts. A write that finds the flight free
+// sends its row at once, alone: one in flight waits for no company. Writes
+// that arrive while it is busy queue, and when it lands the flight goes on
+// with all of them as one statement (PostgreSQL: a multi-row statement;
+// SQLite: one transaction, one commit). Each caller returns once the
+// statement holding its row has committed, with its own row's result.
 //
 // One flight, not several: a commit's fixed cost (its WAL flush, the
 // wake-ups on both sides) dominates a small batch's, so the fewer and
@@ -85,8 +85,8 @@ func (b *batcher[T]) record(ctx context.Context, row T) (bool, error) {
 	}
 }
 
-// landed ends a flight: if checkpoints queued meanwhile, the flight goes on
-// with them as one batch, in its own goroutine.
+// landed ends a flight: if writes queued meanwhile, the flight goes on with
+// them as one batch, in its own goroutine.
 func (b *batcher[T]) landed() {
 	b.mu.Lock()
 	if len(b.queue) == 0 {
@@ -100,19 +100,21 @@ func (b *batcher[T]) landed() {
 	b.mu.Unlock()
 	go func() {
 		b.flush(batch)
-		// The callers just answered are runnable, and most will be back
-		// with their next checkpoint within microseconds: yielding lets
-		// them queue it for this flight rather than wait a whole round
-		// trip for the next one (measured with 16 in flight: 9 rows a
-		// statement without the yield, 12 with it, and 15% more steps/s).
-		// With nothing else runnable, the yield returns at once.
+		// The callers just answered are runnable, and in workflows of
+		// many steps most will be back with their next write within
+		// microseconds: yielding lets them queue it for this flight rather
+		// than wait a whole round trip for the next one (measured with 16
+		// in flight: 9 rows a statement without the yield, 12 with it, and
+		// 15% more steps/s). With nothing else runnable, the yield returns
+		// at once; the price is when every processor is busy with
+		// CPU-bound goroutines, which then run ahead of the next batch.
 		runtime.Gosched()
 		b.landed()
 	}()
 }
 
 // flush sends batch as one statement; if that fails, each row goes alone,
-// so that an error reaches the checkpoint that caused it.
+// so that an error reaches the write that caused it.
 func (b *batcher[T]) flush(batch []*queued[T]) {
 	// The rows belong to callers with their own contexts; the statement
 	// serves them all, so it runs on its own, bounded.

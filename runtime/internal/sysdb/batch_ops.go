@@ -1,6 +1,10 @@
 package sysdb
 
-import "context"
+import (
+	"context"
+	"slices"
+	"strings"
+)
 
 // The engines' ways of writing many rows at once, for the batcher.
 
@@ -30,7 +34,33 @@ func (s *store) recordStepsTx(ctx context.Context, rows []StepRow) ([]bool, erro
 
 // finishManyPG records outcomes with one statement.
 func (s *store) finishManyPG(ctx context.Context, batch []FinishParams) ([]bool, error) {
-	return s.d.(pgDriver).finishMany(ctx, s.q.finishMany, batch, nowMS())
+	return inIDOrder(batch, func(p *FinishParams) string { return p.ID }, func(sorted []FinishParams) ([]bool, error) {
+		return s.d.(pgDriver).finishMany(ctx, s.q.finishMany, sorted, nowMS())
+	})
+}
+
+// inIDOrder writes rows sorted by ID, and gives the results back in the
+// rows' order. Batches of one kind then lock their rows in one order: two
+// statements locking the same rows in opposite orders would deadlock.
+func inIDOrder[T any](rows []T, id func(*T) string, write func(sorted []T) ([]bool, error)) ([]bool, error) {
+	order := make([]int, len(rows))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(id(&rows[a]), id(&rows[b])) })
+	sorted := make([]T, len(rows))
+	for k, i := range order {
+		sorted[k] = rows[i]
+	}
+	got, err := write(sorted)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]bool, len(rows))
+	for k, i := range order {
+		out[i] = got[k]
+	}
+	return out, nil
 }
 
 // finishManyTx records outcomes in one transaction on SQLite.
@@ -40,5 +70,7 @@ func (s *store) finishManyTx(ctx context.Context, batch []FinishParams) ([]bool,
 
 // insertManyPG starts new workflows with one statement.
 func (s *store) insertManyPG(ctx context.Context, batch []newWorkflow) ([]bool, error) {
-	return s.d.(pgDriver).insertMany(ctx, s.q.insertMany, batch)
+	return inIDOrder(batch, func(w *newWorkflow) string { return w.Row.ID }, func(sorted []newWorkflow) ([]bool, error) {
+		return s.d.(pgDriver).insertMany(ctx, s.q.insertMany, sorted)
+	})
 }

@@ -108,17 +108,24 @@ func TestBatcherCancelledWhileQueued(t *testing.T) {
 			}
 			return make([]bool, len(rs)), nil
 		}}
+	// waitFor polls cond under the batcher's lock, failing after a while.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+			b.mu.Lock()
+			ok := cond()
+			b.mu.Unlock()
+			if ok {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
 	first := make(chan error, 1)
 	go func() { _, err := b.record(context.Background(), StepRow{Name: "first"}); first <- err }()
-	for {
-		b.mu.Lock()
-		flying := b.flying
-		b.mu.Unlock()
-		if flying {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor("the first write's flight", func() bool { return b.flying })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
 	if _, err := b.record(ctx, StepRow{Name: "gave-up"}); !errors.Is(err, context.DeadlineExceeded) {
@@ -126,15 +133,7 @@ func TestBatcherCancelledWhileQueued(t *testing.T) {
 	}
 	kept := make(chan error, 1)
 	go func() { _, err := b.record(context.Background(), StepRow{Name: "kept"}); kept <- err }()
-	for {
-		b.mu.Lock()
-		n := len(b.queue)
-		b.mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitFor("the queue to hold only the kept write", func() bool { return len(b.queue) == 1 })
 	close(release)
 	if err := errors.Join(<-first, <-kept); err != nil {
 		t.Fatal(err)

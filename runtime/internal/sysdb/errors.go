@@ -97,3 +97,11 @@ func isUniqueViolation(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "23505"
 }
+
+// isDeadlock reports PostgreSQL's deadlock_detected: the server aborted
+// this statement to break a cycle of row locks, and running it again is
+// safe.
+func isDeadlock(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
+}

@@ -31,9 +31,10 @@ func newStore(d engineDriver, dl dialect, appName string) *store {
 	return s
 }
 
-// SetBatching turns the sharing of round trips by concurrent step
-// checkpoints and workflow outcomes on or off (off: each is its own
-// statement, for debugging). Call it before the store is used.
+// SetBatching turns the sharing of round trips by concurrent writes (step
+// checkpoints, workflow outcomes, and on PostgreSQL new workflows' starts)
+// on or off (off: each is its own statement, for debugging). Call it before
+// the store is used.
 func (s *store) SetBatching(on bool) {
 	if !on {
 		s.batch, s.finishes, s.inserts = nil, nil, nil
@@ -175,10 +176,19 @@ func (s *store) PendingOtherVersions(ctx context.Context, executorID, appVersion
 
 // Cancel implements Store: one statement that also, on PostgreSQL, tells
 // listeners (see CancelChannel).
+//
+// The tree's rows are locked in no set order, so a batch of outcomes that
+// locks two of them the other way round can deadlock with it; the server
+// then aborts one of the two, and a cancel it aborted runs again.
 func (s *store) Cancel(ctx context.Context, p CancelParams) (bool, error) {
-	rs, err := s.d.writer().Query(ctx, s.q.cancel, p.ID, nowMS())
-	ids, err := collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
-	return slices.Contains(ids, p.ID), err
+	for attempt := 1; ; attempt++ {
+		rs, err := s.d.writer().Query(ctx, s.q.cancel, p.ID, nowMS())
+		ids, err := collect(rs, err, func(r rows, id *string) error { return r.Scan(id) })
+		if isDeadlock(err) && attempt < 3 {
+			continue
+		}
+		return slices.Contains(ids, p.ID), err
+	}
 }
 
 // Cancelled implements Store: one query with a parameterised IN list (split

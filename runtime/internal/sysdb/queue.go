@@ -215,7 +215,10 @@ const dequeueFilter = `queue_name = $1
 // status, priority, created_at) in order, and every dequeue would sort all
 // of the queue's runnable rows (8.6 ms for 6,000; once per finished
 // workflow on a queue with worker concurrency). SKIP LOCKED lets dequeuers
-// of queues without queue-wide limits pass each other.
+// of queues without queue-wide limits pass each other. Each branch locks
+// up to {limit} rows, so while its statement runs a dequeue can hold up to
+// twice the rows it claims; a dequeuer running at that moment skips those
+// too, and takes the next.
 const pgDequeueCandidates = `SELECT workflow_uuid FROM (
 	SELECT * FROM (SELECT workflow_uuid, priority, created_at FROM {schema}.workflow_status
 		WHERE status = 'ENQUEUED' AND ` + dequeueFilter + `
@@ -235,14 +238,19 @@ WHERE workflow_uuid {in} ({candidates})
 	AND status IN ('ENQUEUED', 'DELAYED')`
 
 // pgDequeueLimited claims up to limit rows and returns them with their
-// inputs in one statement.
+// inputs in one statement. A limit that is not a parameter is computed
+// once, in a CTE, for the three places that read it.
 func pgDequeueLimited(limit string) string {
+	with := "WITH "
+	if !strings.HasPrefix(limit, "$") {
+		with, limit = "WITH lim AS (SELECT "+limit+" AS n), ", "(SELECT n FROM lim)"
+	}
 	candidates := strings.ReplaceAll(pgDequeueCandidates, "{limit}", limit)
 	// = ANY (ARRAY(…)) claims the candidates by primary key: with IN, a
 	// limit the planner cannot read (pgDequeueLocal's) made it hash-join
 	// the candidates against a scan of the whole table.
 	claim := strings.NewReplacer("{in}", "= ANY (ARRAY", "{candidates}", candidates+")").Replace(dequeueClaim)
-	return `WITH s AS (` + claim + ` RETURNING *)
+	return with + `s AS (` + claim + ` RETURNING *)
 SELECT s.workflow_uuid, EXISTS (SELECT 1 FROM {schema}.operation_outputs x WHERE x.workflow_uuid = s.workflow_uuid), ` + wfColumns + `
 FROM s LEFT JOIN {schema}.workflow_input i ON i.workflow_uuid = s.workflow_uuid
 	LEFT JOIN {schema}.workflow_output o ON o.workflow_uuid = s.workflow_uuid
