@@ -8,11 +8,6 @@ import (
 
 // The engines' ways of writing many rows at once, for the batcher.
 
-type stepKey struct {
-	wf string
-	id int
-}
-
 // recordStepsPG inserts rows with one multi-row statement: all of them, or
 // none (an error) when one of them was recorded already.
 func (s *store) recordStepsPG(ctx context.Context, batch []StepRow) ([]bool, error) {

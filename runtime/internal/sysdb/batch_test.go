@@ -224,7 +224,7 @@ func TestRecordStepConcurrentBatches(t *testing.T) {
 				t.Errorf("key %d: writers saw %s and %s; both must see the recorded one", k, got[2*k].Output, got[2*k+1].Output)
 			}
 		}
-		if b := batcherOf(s); b == nil || b.batches.Load() == 0 {
+		if b := storeOf(s).batch; b == nil || b.batches.Load() == 0 {
 			t.Error("300 concurrent checkpoints never shared a statement")
 		} else {
 			t.Logf("%d rows in %d shared statements", b.batchedRows.Load(), b.batches.Load())
@@ -236,22 +236,13 @@ func TestRecordStepConcurrentBatches(t *testing.T) {
 	})
 }
 
-func finishesOf(s Store) *batcher[FinishParams] {
+// storeOf is the operations under either engine's Store.
+func storeOf(s Store) *store {
 	switch s := s.(type) {
 	case *Postgres:
-		return s.finishes
+		return s.store
 	case *SQLite:
-		return s.finishes
-	}
-	return nil
-}
-
-func batcherOf(s Store) *batcher[StepRow] {
-	switch s := s.(type) {
-	case *Postgres:
-		return s.batch
-	case *SQLite:
-		return s.batch
+		return s.store
 	}
 	return nil
 }
@@ -333,7 +324,7 @@ func testFinishConcurrentBatches(t *testing.T, s Store) {
 			t.Errorf("wf-%d: %s %q %q, %v; want the first round's %+v", i, w.Status, w.Output, w.Error, err, want)
 		}
 	}
-	if b := finishesOf(s); b == nil || b.batches.Load() == 0 {
+	if b := storeOf(s).finishes; b == nil || b.batches.Load() == 0 {
 		t.Error("400 concurrent finishes never shared a statement")
 	} else {
 		t.Logf("%d outcomes in %d shared statements", b.batchedRows.Load(), b.batches.Load())
