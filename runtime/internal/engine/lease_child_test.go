@@ -208,11 +208,6 @@ func (p *leaseProc) executor(t *testing.T) (id string, launchErr string) {
 	}
 }
 
-// leaseLedger reads the ledger as "pid workflow/step" entries.
-func leaseLedger(t *testing.T, path string) []ledgerEntry {
-	return readLedger(t, path)
-}
-
 func leaseSetup(t *testing.T, obs *dbos.Runtime) {
 	t.Helper()
 	appExec(t, obs.AppDB(), "CREATE TABLE "+leaseTable+" (wf TEXT NOT NULL)")

@@ -135,14 +135,6 @@ func (q *Queue) With(o EnqueueOptions) *Queue {
 	return &c
 }
 
-// lookupQueue finds a declared queue by name.
-func lookupQueue(name string) (*Queue, bool) {
-	queues.RLock()
-	defer queues.RUnlock()
-	q, ok := queues.byName[name]
-	return q, ok
-}
-
 // servedQueues are the queues an executor serves: listen (every declared
 // queue when empty) and DBOS's internal queue.
 func servedQueues(listen []string) ([]*Queue, error) {

@@ -508,14 +508,9 @@ func (rt *Runtime) cancelled(wf *workflowState, cause error) ending {
 	return e
 }
 
-// recordedOutcome reads the recorded result of a workflow that is no longer
-// PENDING; fallback is returned if it is still pending or cannot be read.
-func (rt *Runtime) recordedOutcome(id string, fallback error) (any, error) {
-	v, _, err := rt.recordedStatus(id, fallback)
-	return v, err
-}
-
-// recordedStatus is recordedOutcome with the status it read ("" if none).
+// recordedStatus reads the recorded result of a workflow that is no longer
+// PENDING, with the status it read; fallback is returned (and status "") if
+// it is still pending or cannot be read.
 func (rt *Runtime) recordedStatus(id string, fallback error) (any, string, error) {
 	var row sysdb.WorkflowRow
 	err := rt.retryDB(rt.dbCtx, func(c context.Context) (err error) {

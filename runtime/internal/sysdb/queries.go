@@ -82,8 +82,7 @@ VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''), NULLIF($7::B
 		q.init, q.finish, q.recordSteps = d.render(pgInit), d.render(pgFinish), d.render(recordSteps)
 		q.finishMany, q.insertMany = d.render(pgFinishMany), d.render(pgInsertMany)
 		q.insert = d.render(pgInsert)
-		q.cancel = d.render(cancelTree + `, c AS (` + cancelSet + `)
-SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`)
+		q.cancel = d.render(pgCancel)
 		return q
 	}
 	q.init = d.render(sqliteInitStatus)
@@ -280,6 +279,7 @@ const cancelSet = `UPDATE {schema}.workflow_status SET status = 'CANCELLED', upd
 WHERE workflow_uuid IN (SELECT id FROM tree) AND status NOT IN ('SUCCESS', 'ERROR', 'CANCELLED')
 RETURNING workflow_uuid`
 
+// pgCancel cancels the tree and tells listeners (see CancelChannel).
 const pgCancel = cancelTree + `, c AS (` + cancelSet + `)
 SELECT workflow_uuid FROM c, pg_notify('` + CancelChannel + `', workflow_uuid)`
 
