@@ -892,3 +892,65 @@ func TestErrorClassification(t *testing.T) {
 		t.Error("a plain error classified as retryable")
 	}
 }
+
+// A cancel deadlocked with another transaction that locks its tree's rows
+// the other way round (as a batch of outcomes can) is aborted by the
+// server, and runs again once the other has committed.
+func TestCancelRunsAgainAfterADeadlock(t *testing.T) {
+	tg := newPostgresTarget(t)
+	s := tg.migrated(t)
+	ctx := context.Background()
+	mustInit(t, s, initParams("p"))
+	for _, id := range []string{"c1", "c2"} {
+		p := initParams(id)
+		p.Row.ParentID = "p"
+		mustInit(t, s, p)
+	}
+	db := tg.sqlDB(t)
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	touch := `UPDATE dbos.workflow_status SET updated_at = updated_at WHERE workflow_uuid = $1`
+	// The last child first: the cancel locks the parent before it waits.
+	if _, err := tx.Exec(touch, "c2"); err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		ok  bool
+		err error
+	}
+	done := make(chan result, 1)
+	go func() { ok, err := s.Cancel(ctx, CancelParams{ID: "p"}); done <- result{ok, err} }()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		var waiting bool
+		if err := db.QueryRow(`SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE wait_event_type = 'Lock' AND query LIKE '%CANCELLED%')`).Scan(&waiting); err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the cancel never waited for the locked child")
+		}
+	}
+	// Waits for the cancel's lock on the parent: a cycle, which the server
+	// breaks by aborting the cancel (it has waited longest).
+	if _, err := tx.Exec(touch, "p"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if !r.ok || r.err != nil {
+		t.Fatalf("Cancel = %v, %v; want it to run again after the deadlock", r.ok, r.err)
+	}
+	for _, id := range []string{"p", "c1", "c2"} {
+		if w, err := s.Workflow(ctx, id); err != nil || w.Status != StatusCancelled {
+			t.Errorf("%s: %s, %v; want CANCELLED", id, w.Status, err)
+		}
+	}
+}
